@@ -1,0 +1,107 @@
+"""Self-attention three ways: naive (scores materialised), PyTorch SDPA, and local (windowed).
+
+Conventions used everywhere in the course:
+
+* tensors are ``(batch, heads, n, head_dim)`` for the functional forms;
+* a boolean ``mask`` is ``True`` where a query **may** attend to a key (``mask[j, i]``: query j, key i);
+* ``radius`` r of local attention: query j sees keys i with ``|j - i| <= r`` (centred) or
+  ``0 <= j - i <= r`` (causal), i.e. a window of ``2r + 1`` or ``r + 1`` keys.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from utils.validate import check_choice, check_int, check_positive_int
+
+BACKENDS = {
+    "math": SDPBackend.MATH,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+}
+
+
+def causal_mask(n: int, device=None) -> torch.Tensor:
+    """``n × n`` boolean mask, ``True`` on and below the diagonal (query j sees keys i <= j)."""
+    n = check_positive_int("n", n)
+    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
+
+
+def local_mask(n: int, radius: int, causal: bool = False, device=None) -> torch.Tensor:
+    """``n × n`` boolean mask of local attention with the given ``radius`` (see module docstring)."""
+    n = check_positive_int("n", n)
+    radius = check_int("radius", radius, minimum=0, hint="radius 0 lets each position see only itself.")
+    j = torch.arange(n, device=device).unsqueeze(1)
+    i = torch.arange(n, device=device).unsqueeze(0)
+    if causal:
+        return (j - i >= 0) & (j - i <= radius)
+    return (j - i).abs() <= radius
+
+
+def naive_attention(q, k, v, mask: torch.Tensor | None = None, return_weights: bool = False):
+    """softmax(QKᵀ/√d)·V with the full ``n × n`` score matrix materialised (the textbook formula)."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    out = weights @ v
+    return (out, weights) if return_weights else out
+
+
+def sdpa_attention(q, k, v, mask: torch.Tensor | None = None, backend: str | None = None):
+    """``F.scaled_dot_product_attention`` with an optional forced backend (``"math"``, ``"flash"``, …).
+
+    On CPU only ``"math"`` and ``"flash"`` exist; the flash kernel does not accept an arbitrary mask.
+    """
+    if backend is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    check_choice("backend", backend, BACKENDS)
+    with sdpa_kernel(BACKENDS[backend]):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention on ``(batch, n, d_model)`` with a chosen mask and implementation.
+
+    ``mask``: ``"none"`` (full), ``"causal"``, or ``"local"`` (with ``radius``; ``causal=True`` for a
+    causal window). ``impl``: ``"naive"`` (scores materialised) or ``"sdpa"``.
+    """
+
+    def __init__(self, d_model: int, heads: int = 1, mask: str = "none", radius: int | None = None,
+                 causal: bool = False, impl: str = "sdpa", bias: bool = True):
+        super().__init__()
+        d_model = check_positive_int("d_model", d_model)
+        heads = check_positive_int("heads", heads)
+        if d_model % heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads}); change one of them.")
+        self.mask_kind = check_choice("mask", mask, {"none", "causal", "local"})
+        if mask == "local" and radius is None:
+            raise ValueError("mask='local' needs a radius, e.g. radius=2.")
+        self.radius, self.causal = radius, causal
+        self.impl = check_choice("impl", impl, {"naive", "sdpa"})
+        self.heads, self.head_dim = heads, d_model // heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+
+    def build_mask(self, n: int, device=None) -> torch.Tensor | None:
+        if self.mask_kind == "causal":
+            return causal_mask(n, device)
+        if self.mask_kind == "local":
+            return local_mask(n, self.radius, self.causal, device)
+        return None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        mask = self.build_mask(n, x.device)
+        if self.impl == "naive":
+            y = naive_attention(q, k, v, mask)
+        else:
+            y = sdpa_attention(q, k, v, mask)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))

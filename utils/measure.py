@@ -1,0 +1,7 @@
+"""One import point for every *measurement* helper of the course.
+
+Each helper lives in the module of its concept; this module only re-exports them, so that chapters
+can write ``from utils.measure import reachability, count_flops, peak_memory``.
+"""
+
+from utils.reachability import reachability  # noqa: F401  (dependency structure, by autograd)

@@ -1,0 +1,42 @@
+"""Argument checks shared by every module.
+
+Each check raises :class:`ValueError` with a message that names the argument, the value it got,
+and what to change, so that a reader who mistypes a notebook cell learns how to fix it.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+
+def check_int(name: str, value, *, minimum: int | None = None, hint: str = "") -> int:
+    """Return ``value`` as an ``int`` after checking it is a whole number ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a whole number, got {value!r} ({type(value).__name__}).")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        extra = f" {hint}" if hint else ""
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.{extra}")
+    return value
+
+
+def check_positive_int(name: str, value, hint: str = "") -> int:
+    """A whole number >= 1 (a sequence length, a batch size, a width)."""
+    return check_int(name, value, minimum=1, hint=hint)
+
+
+def check_positive_float(name: str, value, hint: str = "") -> float:
+    """A real number > 0 (a memory budget, a spectral radius)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    if not value > 0:
+        extra = f" {hint}" if hint else ""
+        raise ValueError(f"{name} must be > 0, got {value}.{extra}")
+    return float(value)
+
+
+def check_choice(name: str, value, choices) -> str:
+    """One of a fixed set of names (a model family, a padding mode)."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}.")
+    return value
