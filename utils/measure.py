@@ -5,3 +5,4 @@ can write ``from utils.measure import reachability, count_flops, peak_memory``.
 """
 
 from utils.reachability import reachability  # noqa: F401  (dependency structure, by autograd)
+from utils.gradients import gradient_norms_vs_distance  # noqa: F401  (Jacobian norm vs distance, by autograd)
