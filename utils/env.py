@@ -63,3 +63,30 @@ def hardware_label(device: torch.device | str | None = None) -> str:
     if h["device_type"] == "cuda":
         return f"{h['device']} · torch {h['torch']}"
     return f"CPU ({h['cpu_count']} cores, {h['threads']} torch threads) · torch {h['torch']}"
+
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "book", "data")
+
+
+def load_reference(name: str, directory: str | os.PathLike | None = None) -> dict | None:
+    """Load a committed reference measurement ``book/data/<name>.json`` (for example a GPU run).
+
+    Returns the decoded JSON object, or ``None`` when the file does not exist — a chapter then says
+    that no reference run is available instead of failing (on Colab, where only ``utils`` is
+    installed, there is no ``book/data``). ``directory`` overrides the data folder. Such files carry
+    their provenance (device, torch version, date) next to the numbers; print it beside any plot.
+    """
+    import json
+
+    if not isinstance(name, str) or not name or os.sep in name or "/" in name or name.startswith("."):
+        raise ValueError(f"name must be a plain file name such as 'p1c03_gpu_timings', got {name!r}.")
+    if not name.endswith(".json"):
+        name += ".json"
+    path = os.path.join(os.fspath(directory) if directory is not None else DATA_DIR, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object (with its provenance), got {type(data).__name__}.")
+    return data

@@ -42,3 +42,46 @@ def time_call(fn, *, min_run_time: float = 0.1, threads: int | None = None, warm
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return Timing(median=float(m.median), iqr=float(m.iqr), runs=len(m.times), threads=threads)
+
+
+def time_forward_vs_n(fn, ns, make_input, *, device=None, min_run_time: float = 0.05,
+                      threads: int | None = None, no_grad: bool = True) -> list[Timing]:
+    """Time one forward call ``fn(make_input(n))`` for every sequence length ``n`` in ``ns``.
+
+    ``fn`` is an ``nn.Module`` or any callable. ``make_input(n)`` returns a tensor, or a tuple of
+    tensors passed as separate arguments; it is built once per ``n``, *outside* the timed region, and
+    moved to ``device`` (as is a module ``fn``) when ``device`` is given. With ``no_grad`` the call runs
+    under :func:`torch.inference_mode`, so no autograd graph is recorded. The module's train/eval mode
+    is left as the caller set it (use ``.eval()`` to switch dropout off).
+
+    Returns one :class:`Timing` per ``n``, in the order of ``ns``; each comes from :func:`time_call`,
+    so the median is taken over repeated blocks on ``threads`` threads (default: all torch threads).
+    """
+    from utils.validate import check_positive_int
+
+    if not callable(fn):
+        raise ValueError(f"fn must be an nn.Module or a callable, got {type(fn).__name__}.")
+    if not callable(make_input):
+        raise ValueError("make_input must be a callable n -> input tensor (or tuple of tensors), "
+                         f"got {type(make_input).__name__}.")
+    ns = [check_positive_int("n", n) for n in ns]
+    if not ns:
+        raise ValueError("ns is empty; give at least one sequence length, e.g. [64, 256, 1024].")
+    if device is not None and isinstance(fn, torch.nn.Module):
+        fn = fn.to(device)
+    timings = []
+    for n in ns:
+        inputs = make_input(n)
+        if not isinstance(inputs, tuple):
+            inputs = (inputs,)
+        if device is not None:
+            inputs = tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
+
+        def call(inputs=inputs):
+            if no_grad:
+                with torch.inference_mode():
+                    return fn(*inputs)
+            return fn(*inputs)
+
+        timings.append(time_call(call, min_run_time=min_run_time, threads=threads))
+    return timings
