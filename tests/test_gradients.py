@@ -172,3 +172,23 @@ def test_lstm_cell_gradient_matches_the_direct_path_with_frozen_gates():
 def test_bad_inputs_are_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@settings(max_examples=30)
+@given(r=st.floats(0.2, 1.5), c=st.floats(0.1, 10.0), n=st.integers(2, 60))
+def test_decay_rate_recovers_an_exact_exponential(r, c, n):
+    from utils.gradients import decay_rate_per_step
+    g = c * r ** torch.arange(n, dtype=torch.float64)
+    assert math.isclose(decay_rate_per_step(g), r, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("args, message", [
+    (([1.0], 0, None), "at least two"),
+    (([1.0, 0.5, 0.0], 0, None), "> 0"),
+    (([1.0, 0.5, 0.25], 2, None), "at least two"),
+    (([1.0, 0.5], -1, None), "start must be >= 0"),
+])
+def test_decay_rate_bad_inputs(args, message):
+    from utils.gradients import decay_rate_per_step
+    with pytest.raises(ValueError, match=message):
+        decay_rate_per_step(*args)

@@ -286,3 +286,26 @@ def lstm_cell_gradient_norms(lstm: nn.LSTM, x: torch.Tensor, *, norm: str = "spe
         norms.append(torch.linalg.matrix_norm(g[0], ord=NORMS[norm]) if g is not None
                      else torch.zeros((), dtype=dtype))
     return torch.stack(norms).detach(), torch.stack(forgets)
+
+
+def decay_rate_per_step(norms, start: int = 0, stop: int | None = None) -> float:
+    """The per-step factor ``r`` of an exponential fit ``G[k] ≈ c · r^k`` over ``start ≤ k < stop``.
+
+    Least squares on ``log G``. ``r < 1`` means the gradient vanishes, ``r > 1`` that it explodes;
+    ``r = rho`` for the linear RNN of :func:`rnn_with_spectral_radius`. Raises ``ValueError`` when
+    fewer than two points are selected or a selected norm is not positive (an exact zero, e.g.
+    beyond a truncation window, has no logarithm).
+    """
+    g = torch.as_tensor(norms, dtype=torch.float64).flatten()
+    start = check_int("start", start, minimum=0)
+    stop = g.numel() if stop is None else check_int("stop", stop, minimum=0)
+    k = torch.arange(g.numel(), dtype=torch.float64)[start:stop]
+    g = g[start:stop]
+    if g.numel() < 2:
+        raise ValueError(f"need at least two distances to fit a decay rate, got {g.numel()} "
+                         f"(start={start}, stop={stop}).")
+    if not (g > 0).all():
+        raise ValueError("every selected norm must be > 0 to fit an exponential; exclude exact zeros.")
+    a = torch.stack([k, torch.ones_like(k)], dim=1)
+    slope = torch.linalg.lstsq(a, g.log().unsqueeze(1)).solution[0, 0]
+    return float(slope.exp())
