@@ -3,3 +3,6 @@
 Each formula lives in the module of its concept; this module only re-exports them, so that
 chapters can write ``from utils.complexity import attention_flops, attention_weights_bytes``.
 """
+
+from utils.flops import conv1d_flops, rnn_flops, lstm_flops, gru_flops, attention_flops, projection_flops, ffn_flops, encoder_layer_flops  # noqa: F401
+from utils.flops import recurrent_flops, multihead_attention_flops, conv_output_length, attention_ffn_crossover  # noqa: F401

@@ -6,3 +6,4 @@ can write ``from utils.measure import reachability, count_flops, peak_memory``.
 
 from utils.reachability import reachability  # noqa: F401  (dependency structure, by autograd)
 from utils.gradients import gradient_norms_vs_distance  # noqa: F401  (Jacobian norm vs distance, by autograd)
+from utils.flops import count_flops, count_flops_by_module  # noqa: F401  (FLOPs of real modules, by FlopCounterMode)
