@@ -1,0 +1,119 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from utils.attention import naive_attention
+from utils.flops import attention_flops, count_flops
+from utils.roofline import (Roofline, Stage, achieved_flops_per_s, arithmetic_intensity,
+                            attainable_flops_per_s, copy_bandwidth, elementwise_bytes, fused_attention_stage,
+                            matmul_bytes, matmul_peak_flops, measure_roofline, naive_attention_stages,
+                            ridge_intensity, time_attention_stages)
+
+
+def test_matmul_bytes_closed_form():
+    assert matmul_bytes(2, 3, 4) == (6 + 12 + 8) * 4
+    assert matmul_bytes(2, 3, 4, batch=5, bytes_per_element=2) == 5 * 26 * 2
+
+
+def test_elementwise_bytes_closed_form():
+    assert elementwise_bytes(10) == 80
+    assert elementwise_bytes(10, 2, reads=2, writes=1) == 60
+
+
+@given(n=st.integers(1, 300), dh=st.integers(1, 96), b=st.integers(1, 3), h=st.integers(1, 4),
+       bpe=st.sampled_from([2, 4]))
+def test_attention_stages_match_flops_module_and_formula(n, dh, b, h, bpe):
+    stages = naive_attention_stages(n, dh, b, h, bytes_per_element=bpe)
+    assert [s.name for s in stages] == ["QKᵀ", "scale", "softmax", "PV"]
+    matmul = [s for s in stages if s.kind == "matmul"]
+    assert sum(s.flops for s in matmul) == attention_flops(n, h * dh, b, heads=h)
+    bh = b * h
+    assert stages[0].bytes_moved == bh * (2 * n * dh + n * n) * bpe
+    assert stages[1].bytes_moved == stages[2].bytes_moved == 2 * bh * n * n * bpe
+    assert stages[2].flops == 5 * bh * n * n
+    fused = fused_attention_stage(n, dh, b, h, bytes_per_element=bpe)
+    assert fused.flops == sum(s.flops for s in stages)
+    assert fused.bytes_moved == 4 * bh * n * dh * bpe
+
+
+def test_attention_stage_flops_equal_counted_flops():
+    q, k, v = (torch.randn(2, 3, 40, 16) for _ in range(3))
+    stages = naive_attention_stages(40, 16, 2, 3)
+    assert count_flops(naive_attention, q, k, v) == sum(s.flops for s in stages if s.kind == "matmul")
+
+
+def test_intensity_of_stages_large_n_limits():
+    # for n >> d_h the matmul stages approach 2·d_h / bytes, the element-wise ones stay constant
+    stages = {s.name: s for s in naive_attention_stages(2**16, 64)}
+    assert stages["QKᵀ"].intensity == pytest.approx(2 * 64 / 4, rel=0.01)
+    assert stages["scale"].intensity == pytest.approx(1 / 8)
+    assert stages["softmax"].intensity == pytest.approx(5 / 8)
+
+
+@given(i=st.floats(1e-3, 1e4), peak=st.floats(1e6, 1e15), bw=st.floats(1e6, 1e13))
+def test_attainable_is_min_of_roofs(i, peak, bw):
+    a = attainable_flops_per_s(i, peak, bw)
+    assert a == pytest.approx(min(peak, i * bw))
+    assert a <= peak * (1 + 1e-12)
+    roof = Roofline(peak, bw)
+    assert roof.bound(i) == ("memory" if i < peak / bw else "compute")
+
+
+def test_attainable_accepts_arrays_and_ridge():
+    out = attainable_flops_per_s(np.array([1.0, 10.0, 100.0]), 100.0, 10.0)
+    assert out.tolist() == [10.0, 100.0, 100.0]
+    assert ridge_intensity(100.0, 10.0) == 10.0
+    assert Roofline(100.0, 10.0).ridge_intensity == 10.0
+
+
+def test_intensity_and_achieved():
+    assert arithmetic_intensity(100, 50) == 2.0
+    assert achieved_flops_per_s(1e9, 0.5) == 2e9
+
+
+@pytest.mark.parametrize("call", [
+    lambda: arithmetic_intensity(0, 1),
+    lambda: arithmetic_intensity(1, 0),
+    lambda: achieved_flops_per_s(0, 1.0),
+    lambda: achieved_flops_per_s(1, -1.0),
+    lambda: attainable_flops_per_s(0.0, 1.0, 1.0),
+    lambda: attainable_flops_per_s([1.0, -1.0], 1.0, 1.0),
+    lambda: attainable_flops_per_s(1.0, 0, 1.0),
+    lambda: ridge_intensity(1.0, 0),
+    lambda: matmul_bytes(0, 1, 1),
+    lambda: matmul_bytes(1, 1, 1, bytes_per_element=0),
+    lambda: elementwise_bytes(10, reads=0, writes=0),
+    lambda: elementwise_bytes(0),
+    lambda: naive_attention_stages(0, 64),
+    lambda: naive_attention_stages(8, 64, softmax_flops_per_element=0),
+    lambda: Stage("x", 1, 1, "nonsense"),
+    lambda: Stage("x", 0, 1, "matmul"),
+    lambda: Roofline(0.0, 1.0),
+    lambda: matmul_peak_flops("cpu", size=0),
+    lambda: matmul_peak_flops("cpu", size=8, dtype=torch.int32),
+    lambda: copy_bandwidth("cpu", mebibytes=0),
+    lambda: time_attention_stages(torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)),
+    lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 2, torch.randn(1, 1, 5, 2)),
+])
+def test_bad_inputs_raise_value_error(call):
+    with pytest.raises(ValueError):
+        call()
+
+
+def test_measured_roofs_are_positive_and_plausible():
+    peak = matmul_peak_flops("cpu", size=128, repeats=1, min_run_time=0.01)
+    bw = copy_bandwidth("cpu", mebibytes=1, repeats=1, min_run_time=0.01)
+    assert 1e6 < peak < 1e14          # between a megaFLOP/s and 100 TFLOP/s on any CPU
+    assert 1e6 < bw < 1e13
+    roof = measure_roofline("cpu", matmul_size=128, copy_mebibytes=1, repeats=1, min_run_time=0.01)
+    assert roof.peak_flops_per_s > 0 and roof.bandwidth_bytes_per_s > 0 and roof.dtype == "float32"
+
+
+def test_time_attention_stages_returns_every_stage():
+    q, k, v = (torch.randn(1, 1, 32, 8) for _ in range(3))
+    t = time_attention_stages(q, k, v, min_run_time=0.01)
+    assert list(t) == ["QKᵀ", "scale", "softmax", "PV"]
+    assert all(x.median > 0 for x in t.values())

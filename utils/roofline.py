@@ -1,0 +1,323 @@
+"""The roofline model: is a computation limited by arithmetic or by memory traffic?
+
+A kernel that performs ``F`` floating-point operations and moves ``Q`` bytes between memory and the
+processor has **arithmetic intensity** ``I = F / Q`` (FLOPs per byte). On a device that can do at most
+``P`` FLOP/s and move at most ``β`` bytes/s, the kernel cannot run faster than
+
+    ``attainable(I) = min(P, I · β)``        (Williams, Waterman & Patterson 2009)
+
+— the *roofline*. Left of the **ridge point** ``I* = P / β`` the slanted roof ``I · β`` is lower: the
+kernel is **memory-bound** and more arithmetic units would not help. Right of it the flat roof ``P``
+is lower: it is **compute-bound**.
+
+This module measures the two roofs of the device a notebook runs on (:func:`matmul_peak_flops`: a large
+square matrix product; :func:`copy_bandwidth`: a large tensor copy), and gives the FLOPs and the bytes
+of the stages of naive attention (:func:`naive_attention_stages`) so that each stage can be placed
+under the roofs.
+
+**Assumptions behind the byte counts** (stated once here, repeated where they are used):
+
+* *ideal traffic*: every operand is read from main memory once and every result written once — the
+  minimum any implementation must move. Caches can make a small problem cheaper than this (the data
+  never leaves the cache) and a naive kernel can make a large one dearer (operands re-read);
+* a matrix product ``(m × k) @ (k × n)`` moves ``(m·k + k·n + m·n)`` elements;
+* an element-wise stage on ``N`` elements (scaling, softmax) reads ``N`` and writes ``N`` elements:
+  the softmax of a row re-reads it two or three times, but a row of a few thousand numbers stays in
+  the cache between passes, so main memory sees one read and one write.
+
+**FLOP convention.** Matrix products are counted as in :mod:`utils.flops` (2 × multiply-accumulates,
+what ``FlopCounterMode`` reports). Element-wise work is *not* counted there; to place it on a roofline
+we charge it an explicit, stated number of operations per element (``1`` for a scaling, ``5`` by
+default for a softmax: max, subtract, exponential, sum, divide). An exponential costs more than one
+instruction on most hardware, so this *under*-states the softmax's arithmetic; the conclusion that it
+sits far left of the ridge does not depend on the exact figure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from utils.flops import attention_flops
+from utils.timing import Timing, time_call
+from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
+
+__all__ = [
+    "Roofline", "Stage", "matmul_peak_flops", "copy_bandwidth", "measure_roofline",
+    "arithmetic_intensity", "achieved_flops_per_s", "attainable_flops_per_s", "ridge_intensity",
+    "matmul_bytes", "elementwise_bytes", "naive_attention_stages", "fused_attention_stage",
+    "time_attention_stages",
+]
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        from utils.env import pick_device
+
+        return pick_device()
+    return torch.device(device)
+
+
+def _check_float_dtype(dtype) -> torch.dtype:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype such as torch.float32, got {dtype!r}.")
+    return dtype
+
+
+# --------------------------------------------------------------------------------------------------
+# Measuring the two roofs
+# --------------------------------------------------------------------------------------------------
+
+def matmul_peak_flops(device=None, size: int = 1024, dtype: torch.dtype = torch.float32, *,
+                      repeats: int = 3, min_run_time: float = 0.1, threads: int | None = None) -> float:
+    """Measured matrix-multiply throughput of ``device``, in FLOP/s: the flat roof.
+
+    Times ``A @ B`` for two random ``size × size`` matrices (``2·size³`` FLOPs) with
+    :func:`utils.timing.time_call`, ``repeats`` times, and returns the **best** of the medians: on a
+    shared machine a measurement can only be slowed down by other work, never sped up, so the fastest
+    repeat is the closest to what the device can do. This is the *achievable* peak of the BLAS library
+    at this size and thread count, not the vendor's datasheet number (which is usually higher).
+    """
+    size = check_positive_int("size", size, "Use a few hundred or thousand, e.g. 1024.")
+    repeats = check_positive_int("repeats", repeats)
+    check_positive_float("min_run_time", min_run_time)
+    dtype = _check_float_dtype(dtype)
+    device = _device(device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    flops = 2 * size**3
+    best = min(time_call(lambda: a @ b, min_run_time=min_run_time, threads=threads).median
+               for _ in range(repeats))
+    return flops / best
+
+
+def copy_bandwidth(device=None, mebibytes: float = 64, dtype: torch.dtype = torch.float32, *,
+                   repeats: int = 3, min_run_time: float = 0.1, threads: int | None = None) -> float:
+    """Measured memory bandwidth of ``device``, in bytes/s: the slope of the slanted roof.
+
+    Times ``dst.copy_(src)`` for a tensor of ``mebibytes`` MiB (one read and one write of every byte, so
+    ``2 × size`` bytes move) and returns the best of ``repeats`` medians. Choose ``mebibytes`` well above
+    the last-level cache (tens of MiB on a laptop CPU), or the copy measures the cache, not the memory.
+    """
+    mebibytes = check_positive_float("mebibytes", mebibytes, "Use tens of MiB, e.g. 64.")
+    repeats = check_positive_int("repeats", repeats)
+    check_positive_float("min_run_time", min_run_time)
+    dtype = _check_float_dtype(dtype)
+    device = _device(device)
+    element = torch.empty((), dtype=dtype).element_size()
+    numel = max(1, int(mebibytes * 2**20) // element)
+    src = torch.ones(numel, device=device, dtype=dtype)
+    dst = torch.empty_like(src)
+    best = min(time_call(lambda: dst.copy_(src), min_run_time=min_run_time, threads=threads).median
+               for _ in range(repeats))
+    return 2 * numel * element / best
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The two roofs of one device (one dtype, one thread count), as measured."""
+
+    peak_flops_per_s: float
+    bandwidth_bytes_per_s: float
+    device: str = ""
+    dtype: str = "float32"
+    threads: int = 1
+
+    def __post_init__(self):
+        check_positive_float("peak_flops_per_s", self.peak_flops_per_s)
+        check_positive_float("bandwidth_bytes_per_s", self.bandwidth_bytes_per_s)
+
+    @property
+    def ridge_intensity(self) -> float:
+        """FLOPs per byte at which the two roofs meet: ``peak / bandwidth``."""
+        return ridge_intensity(self.peak_flops_per_s, self.bandwidth_bytes_per_s)
+
+    def attainable(self, intensity):
+        """``min(peak, intensity · bandwidth)`` for a number or an array of intensities."""
+        return attainable_flops_per_s(intensity, self.peak_flops_per_s, self.bandwidth_bytes_per_s)
+
+    def bound(self, intensity: float) -> str:
+        """``"memory"`` left of the ridge point, ``"compute"`` at or right of it."""
+        check_positive_float("intensity", intensity)
+        return "memory" if intensity < self.ridge_intensity else "compute"
+
+
+def measure_roofline(device=None, dtype: torch.dtype = torch.float32, *, matmul_size: int | None = None,
+                     copy_mebibytes: float | None = None, repeats: int = 3, min_run_time: float = 0.1,
+                     threads: int | None = None) -> Roofline:
+    """Measure both roofs of ``device`` (defaults: 1024² matmul and 64 MiB copy on CPU, 8192² and
+    1 GiB on CUDA) and return them as a :class:`Roofline`."""
+    from utils.env import hardware_label, on_gpu
+
+    device = _device(device)
+    dtype = _check_float_dtype(dtype)
+    gpu = on_gpu(device)
+    matmul_size = matmul_size or (8192 if gpu else 1024)
+    copy_mebibytes = copy_mebibytes or (1024 if gpu else 64)
+    peak = matmul_peak_flops(device, matmul_size, dtype, repeats=repeats, min_run_time=min_run_time,
+                             threads=threads)
+    bandwidth = copy_bandwidth(device, copy_mebibytes, dtype, repeats=repeats, min_run_time=min_run_time,
+                               threads=threads)
+    return Roofline(peak, bandwidth, hardware_label(device), str(dtype).replace("torch.", ""),
+                    threads or torch.get_num_threads())
+
+
+# --------------------------------------------------------------------------------------------------
+# Intensity and the roofline itself
+# --------------------------------------------------------------------------------------------------
+
+def arithmetic_intensity(flops, bytes_moved) -> float:
+    """FLOPs per byte moved: ``flops / bytes_moved`` (both must be > 0)."""
+    flops = check_positive_float("flops", flops)
+    bytes_moved = check_positive_float("bytes_moved", bytes_moved)
+    return flops / bytes_moved
+
+
+def achieved_flops_per_s(flops, seconds) -> float:
+    """Achieved throughput ``flops / seconds`` of a measured call (both must be > 0)."""
+    flops = check_positive_float("flops", flops, "A FLOP count of 0 means nothing was counted: check it.")
+    seconds = check_positive_float("seconds", seconds)
+    return flops / seconds
+
+
+def ridge_intensity(peak_flops_per_s, bandwidth_bytes_per_s) -> float:
+    """The ridge point ``peak / bandwidth`` in FLOPs per byte."""
+    peak = check_positive_float("peak_flops_per_s", peak_flops_per_s)
+    bandwidth = check_positive_float("bandwidth_bytes_per_s", bandwidth_bytes_per_s)
+    return peak / bandwidth
+
+
+def attainable_flops_per_s(intensity, peak_flops_per_s, bandwidth_bytes_per_s):
+    """The roofline ``min(peak, intensity · bandwidth)``; ``intensity`` may be a number or an array."""
+    peak = check_positive_float("peak_flops_per_s", peak_flops_per_s)
+    bandwidth = check_positive_float("bandwidth_bytes_per_s", bandwidth_bytes_per_s)
+    arr = np.asarray(intensity, dtype=float)
+    if arr.size == 0 or np.any(~np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"intensity must be > 0 (FLOPs per byte), got {intensity!r}.")
+    out = np.minimum(peak, arr * bandwidth)
+    return float(out) if np.ndim(intensity) == 0 else out
+
+
+# --------------------------------------------------------------------------------------------------
+# Bytes moved (ideal traffic) and the stages of attention
+# --------------------------------------------------------------------------------------------------
+
+def matmul_bytes(m: int, k: int, n: int, batch: int = 1, bytes_per_element: int = 4) -> int:
+    """Ideal memory traffic of ``batch`` products ``(m × k) @ (k × n)``: read both operands once, write
+    the result once — ``batch · (m·k + k·n + m·n) · bytes_per_element``."""
+    m, k, n = check_positive_int("m", m), check_positive_int("k", k), check_positive_int("n", n)
+    batch = check_positive_int("batch", batch)
+    b = check_positive_int("bytes_per_element", bytes_per_element, "fp32 is 4, bf16/fp16 2.")
+    return batch * (m * k + k * n + m * n) * b
+
+
+def elementwise_bytes(numel: int, bytes_per_element: int = 4, reads: int = 1, writes: int = 1) -> int:
+    """Ideal memory traffic of an element-wise stage over ``numel`` elements: ``(reads + writes) · numel``
+    elements."""
+    numel = check_positive_int("numel", numel)
+    b = check_positive_int("bytes_per_element", bytes_per_element, "fp32 is 4, bf16/fp16 2.")
+    reads = check_int("reads", reads, minimum=0)
+    writes = check_int("writes", writes, minimum=0)
+    if reads + writes == 0:
+        raise ValueError("an element-wise stage reads or writes something: give reads + writes >= 1.")
+    return (reads + writes) * numel * b
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a computation: its FLOPs, its ideal bytes moved, and whether it is a matrix product
+    (``kind="matmul"``, FLOPs as counted by :mod:`utils.flops`) or element-wise (``kind="elementwise"``,
+    FLOPs charged per element by assumption)."""
+
+    name: str
+    flops: int
+    bytes_moved: int
+    kind: str
+
+    def __post_init__(self):
+        check_positive_int("flops", self.flops)
+        check_positive_int("bytes_moved", self.bytes_moved)
+        check_choice("kind", self.kind, {"matmul", "elementwise", "fused"})
+
+    @property
+    def intensity(self) -> float:
+        return arithmetic_intensity(self.flops, self.bytes_moved)
+
+
+def naive_attention_stages(n: int, head_dim: int, batch: int = 1, heads: int = 1, *,
+                           bytes_per_element: int = 4, softmax_flops_per_element: int = 5) -> list[Stage]:
+    """The four stages of :func:`utils.attention.naive_attention` (no mask) on ``batch × heads``
+    sequences of ``n`` positions with head width ``head_dim``:
+
+    ========  ============================  ==========================================
+    stage     FLOPs                         ideal bytes (per head, × bytes/element)
+    ========  ============================  ==========================================
+    QKᵀ       ``2·n²·d_h``                  read Q, K (``2·n·d_h``), write S (``n²``)
+    scale     ``n²`` (1 per element)        read S, write S/√d_h (``2·n²``)
+    softmax   ``5·n²`` (assumed)            read, write (``2·n²``)
+    PV        ``2·n²·d_h``                  read P (``n²``), V (``n·d_h``), write O (``n·d_h``)
+    ========  ============================  ==========================================
+
+    The two matmul stages add up to :func:`utils.flops.attention_flops` exactly. For ``n ≫ d_h`` the
+    matmul stages have intensity about ``2·d_h / bytes_per_element`` (32 FLOP/byte for ``d_h = 64`` in
+    fp32) and the element-wise ones a constant below 3 — whatever ``n`` is.
+    """
+    n, dh = check_positive_int("n", n), check_positive_int("head_dim", head_dim)
+    batch, heads = check_positive_int("batch", batch), check_positive_int("heads", heads)
+    b = check_positive_int("bytes_per_element", bytes_per_element, "fp32 is 4, bf16/fp16 2.")
+    sm = check_positive_int("softmax_flops_per_element", softmax_flops_per_element)
+    bh = batch * heads
+    core = attention_flops(n, heads * dh, batch, heads=heads)  # QKᵀ + PV, 4·B·n²·(h·d_h)
+    half = core // 2
+    return [
+        Stage("QKᵀ", half, matmul_bytes(n, dh, n, bh, b), "matmul"),
+        Stage("scale", bh * n * n, elementwise_bytes(bh * n * n, b), "elementwise"),
+        Stage("softmax", sm * bh * n * n, elementwise_bytes(bh * n * n, b), "elementwise"),
+        Stage("PV", half, matmul_bytes(n, n, dh, bh, b), "matmul"),
+    ]
+
+
+def fused_attention_stage(n: int, head_dim: int, batch: int = 1, heads: int = 1, *,
+                          bytes_per_element: int = 4, softmax_flops_per_element: int = 5) -> Stage:
+    """Attention as one fused kernel (FlashAttention's ideal): the same FLOPs as
+    :func:`naive_attention_stages` in total, but only Q, K, V read and O written — ``4·n·d_h`` elements
+    per head — because the ``n × n`` scores never leave on-chip memory. Real kernels re-read K and V once
+    per block of queries, so their traffic lies between this and the naive one."""
+    stages = naive_attention_stages(n, head_dim, batch, heads, bytes_per_element=bytes_per_element,
+                                    softmax_flops_per_element=softmax_flops_per_element)
+    bh = batch * heads
+    return Stage("fused", sum(s.flops for s in stages), 4 * bh * n * head_dim * bytes_per_element, "fused")
+
+
+def time_attention_stages(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, min_run_time: float = 0.1,
+                          threads: int | None = None) -> dict[str, Timing]:
+    """Time the four stages of naive attention separately on ``(batch, heads, n, head_dim)`` tensors.
+
+    Returns ``{"QKᵀ": Timing, "scale": …, "softmax": …, "PV": …}`` in the order of
+    :func:`naive_attention_stages`; each stage's input is computed once, outside its timed region.
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4:
+            raise ValueError(f"{name} must be a 4-D tensor (batch, heads, n, head_dim), got "
+                             f"{getattr(t, 'shape', type(t).__name__)}.")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(f"q, k, v must have the same shape for self-attention, got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}.")
+    scale = math.sqrt(q.shape[-1])
+    with torch.inference_mode():
+        kt = k.transpose(-2, -1)
+        scores = q @ kt
+        scaled = scores / scale
+        weights = scaled.softmax(dim=-1)
+        calls = {
+            "QKᵀ": lambda: q @ kt,
+            "scale": lambda: scores / scale,
+            "softmax": lambda: scaled.softmax(dim=-1),
+            "PV": lambda: weights @ v,
+        }
+        return {name: time_call(fn, min_run_time=min_run_time, threads=threads) for name, fn in calls.items()}
+
