@@ -8,3 +8,4 @@ from utils.flops import conv1d_flops, rnn_flops, lstm_flops, gru_flops, attentio
 from utils.flops import recurrent_flops, multihead_attention_flops, conv_output_length, attention_ffn_crossover  # noqa: F401
 from utils.roofline import arithmetic_intensity, attainable_flops_per_s, matmul_bytes, elementwise_bytes, naive_attention_stages  # noqa: F401
 from utils.efficient import local_attention_flops, local_attention_pairs, local_attention_layers, local_attention_scores_numel  # noqa: F401
+from utils.receptive import receptive_field, reach, layers_to_connect, dilated_layers_to_connect  # noqa: F401
