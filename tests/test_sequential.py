@@ -120,7 +120,6 @@ def test_make_backbone_rejects_bad_arguments(kwargs, match):
 
 @pytest.mark.parametrize("n", [1, 8, 64])
 def test_sequential_steps_per_family(n):
-    pytest.importorskip("utils.graphs")
     for family in ("rnn", "lstm", "gru"):
         assert sequential_steps_of(family, n) == n
     assert sequential_steps_of("cnn", n, layers=4) == 4

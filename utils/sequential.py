@@ -13,6 +13,8 @@ writes it, with its provenance, as the reference file the chapter plots beside i
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -87,17 +89,25 @@ def make_backbones(d_model: int, *, cnn_layers: int = 4, transformer_layers: int
 def sequential_steps_of(family: str, n: int, *, layers: int = 1, kernel_size: int = 3) -> int:
     """S for one family at length ``n``, as the critical path of its computation graph (:mod:`utils.graphs`).
 
-    Recurrent families use ``rnn_graph(n)`` (``layers`` is ignored: one recurrent layer), ``"cnn"`` a causal
-    ``conv_graph`` with ``layers`` layers, ``"transformer"`` an ``attention_graph`` with ``layers`` layers.
+    Recurrent families use ``rnn_graph(n)`` (one recurrent layer; ``layers`` is ignored), ``"cnn"`` a
+    causal ``conv_graph`` with ``layers`` layers of ``kernel_size``, ``"transformer"`` an
+    ``attention_graph`` with ``layers`` layers. Results are cached: the graphs are deterministic.
     """
     check_choice("family", family, set(FAMILIES))
     n = check_positive_int("n", n)
     layers = check_positive_int("layers", layers)
+    if family in RECURRENT:
+        return _graph_steps("rnn", n, 1, 0)
+    return _graph_steps(family, n, layers, kernel_size if family == "cnn" else 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _graph_steps(kind: str, n: int, layers: int, kernel_size: int) -> int:
     from utils.graphs import attention_graph, conv_graph, rnn_graph, sequential_steps
 
-    if family in RECURRENT:
+    if kind == "rnn":
         graph = rnn_graph(n)
-    elif family == "cnn":
+    elif kind == "cnn":
         graph = conv_graph(n, kernel_size, layers, causal=True)
     else:
         graph = attention_graph(n, layers=layers)
@@ -163,12 +173,12 @@ def forward_time_sweep(ns, *, d_model: int = 64, batch: int = 2, cnn_layers: int
 
 
 def serial_vs_batched(family: str = "rnn", n: int = 1024, *, d_model: int = 64, device=None,
-                      min_run_time: float = 0.05, seed: int = 0) -> tuple[Timing, Timing]:
+                      min_run_time: float = 0.05, threads: int | None = None, seed: int = 0) -> tuple[Timing, Timing]:
     """Same work, different S: one recurrent layer over ``(1, n, d)`` vs over ``(n, 1, d)``.
 
     Both calls apply the same cell ``n`` times to a ``d``-vector (identical multiply-adds), but the
     first chains the ``n`` applications (S = n) while the second runs them as one batched step (S = 1).
-    Returns ``(serial, batched)`` timings.
+    Returns ``(serial, batched)`` timings (on ``threads`` CPU threads, default: all torch threads).
     """
     if family not in RECURRENT:
         raise ValueError(f"family must be one of {sorted(RECURRENT)} (a recurrent layer), got {family!r}.")
@@ -185,8 +195,8 @@ def serial_vs_batched(family: str = "rnn", n: int = 1024, *, d_model: int = 64, 
                 return model(inp)
         return call
 
-    return (time_call(run(serial_x), min_run_time=min_run_time),
-            time_call(run(batched_x), min_run_time=min_run_time))
+    return (time_call(run(serial_x), min_run_time=min_run_time, threads=threads),
+            time_call(run(batched_x), min_run_time=min_run_time, threads=threads))
 
 
 def default_sweep(device=None) -> dict:
@@ -203,13 +213,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="JSON file to write, e.g. book/data/p1c03_gpu_timings.json")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--min-run-time", type=float, default=0.2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads to time on (default: 1 on a CPU, as the chapter does; unused on a GPU)")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
+    threads = args.threads or (1 if device.type == "cpu" else None)
     cfg = default_sweep(device)
     record = forward_time_sweep(cfg["ns"], d_model=cfg["d_model"], batch=cfg["batch"], device=device,
-                                min_run_time=args.min_run_time)
+                                min_run_time=args.min_run_time, threads=threads)
     serial, batched = serial_vs_batched("rnn", 1024, d_model=cfg["d_model"], device=device,
-                                        min_run_time=args.min_run_time)
+                                        min_run_time=args.min_run_time, threads=threads)
     record["serial_vs_batched"] = {"family": "rnn", "n": 1024, "serial_s": serial.median,
                                    "batched_s": batched.median}
     record["provenance"]["gpu"] = on_gpu(device)
