@@ -128,3 +128,14 @@ def test_profile_width_of_known_distributions():
 def test_bad_input_is_a_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_unsquared_profile_sees_a_512_layer_dependency_that_squaring_would_lose():
+    stack = ConvStack(1, 3, 512, padding="centred", activation=False)
+    with torch.no_grad():
+        for conv in stack.convs:
+            conv.weight.fill_(1 / 3)
+            conv.bias.zero_()
+    prof = input_gradient_profile(stack, 513, 1, position=512, squared=False)
+    assert prof[0] > 0 and prof[0] == pytest.approx(3.0**-512, rel=1e-6)
+    assert input_gradient_profile(stack, 513, 1, position=512)[0] == 0  # (3^-512)^2 underflows float64

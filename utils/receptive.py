@@ -96,11 +96,13 @@ def dilated_layers_to_connect(distance: int, kernel_size: int, growth: int = 2, 
 
 
 def input_gradient_profile(fn, n: int, d_model: int, position: int | None = None, *, seed: int = 0,
-                           dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                           dtype: torch.dtype = torch.float64, squared: bool = True) -> torch.Tensor:
     """Squared input gradient of one output position, per input position (length ``n``).
 
     ``profile[i] = Σ_c (∂ s / ∂ x[i, c])²`` with ``s = Σ_c y[position, c]`` (the output's channels summed,
-    as in Luo et al. 2016) for a random input. ``fn`` maps ``(1, n, d_model)`` to ``(1, n, d_out)``; an
+    as in Luo et al. 2016) for a random input; with ``squared=False``, ``Σ_c |∂ s / ∂ x[i, c]|`` instead
+    (use it to test *whether* output ``position`` depends on input ``i`` through a very deep stack, where
+    a tiny gradient squared could underflow even float64). ``fn`` maps ``(1, n, d_model)`` to ``(1, n, d_out)``; an
     ``nn.Module`` is copied in eval mode at ``dtype``. Average it over several random initialisations to
     estimate the effective receptive field. ``position`` defaults to the centre ``n // 2``.
     """
@@ -119,7 +121,8 @@ def input_gradient_profile(fn, n: int, d_model: int, position: int | None = None
     if y.dim() != 3 or y.shape[:2] != (1, n):
         raise ValueError(f"fn must map (1, n, d) to (1, n, d_out); got output of shape {tuple(y.shape)}.")
     (grad,) = torch.autograd.grad(y[0, position].sum(), x)
-    return grad[0].pow(2).sum(dim=-1).detach()
+    grad = grad[0].detach()
+    return grad.pow(2).sum(dim=-1) if squared else grad.abs().sum(dim=-1)
 
 
 def profile_width(profile) -> float:
