@@ -251,11 +251,13 @@ def _predecessors(matrix: torch.Tensor) -> np.ndarray:
     """Row j lists the i with ``matrix[j, i]``, padded with ``n`` (an extra "nowhere" row)."""
     m = matrix.numpy()
     n = m.shape[0]
-    deg = m.sum(axis=1)
-    width = max(int(deg.max()), 1)
-    order = np.argsort(~m, axis=1, kind="stable")[:, :width]
-    valid = np.arange(width)[None, :] < deg[:, None]
-    return np.where(valid, order, n)
+    rows, cols = np.nonzero(m)                      # row-major: each row's columns in increasing order
+    deg = np.bincount(rows, minlength=n)
+    width = max(int(deg.max()) if n else 0, 1)
+    starts = np.concatenate([[0], np.cumsum(deg)[:-1]])
+    preds = np.full((n, width), n, dtype=np.int64)
+    preds[rows, np.arange(len(rows)) - starts[rows]] = cols
+    return preds
 
 
 def _preds_of(matrix: torch.Tensor, cache: dict) -> np.ndarray:
