@@ -118,8 +118,10 @@ def test_checkpointed_stack_same_output_and_grads_less_memory():
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b)
     p_plain = peak_memory(training_step(plain, x), "cpu")
+    assert all(p.grad is None for p in plain.parameters())      # every step starts and ends alike
     p_ckpt = peak_memory(training_step(ckpt, x), "cpu")
     assert 0 < p_ckpt < p_plain
+    assert peak_memory(training_step(ckpt, x), "cpu") == p_ckpt
 
 
 @pytest.mark.parametrize("call", [

@@ -10,7 +10,7 @@ from utils.flops import attention_flops, count_flops
 from utils.roofline import (Roofline, Stage, achieved_flops_per_s, arithmetic_intensity,
                             attainable_flops_per_s, copy_bandwidth, elementwise_bytes, fused_attention_stage,
                             matmul_bytes, matmul_peak_flops, measure_roofline, naive_attention_stages,
-                            ridge_intensity, time_attention_stages)
+                            ridge_intensity, time_attention_stages, time_best)
 
 
 def test_matmul_bytes_closed_form():
@@ -95,6 +95,10 @@ def test_intensity_and_achieved():
     lambda: matmul_peak_flops("cpu", size=0),
     lambda: matmul_peak_flops("cpu", size=8, dtype=torch.int32),
     lambda: copy_bandwidth("cpu", mebibytes=0),
+    lambda: matmul_peak_flops("cpu", size=[]),
+    lambda: matmul_peak_flops("cpu", size=[64, -1]),
+    lambda: time_best(lambda: None, repeats=0),
+    lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 3, repeats=0),
     lambda: time_attention_stages(torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)),
     lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 2, torch.randn(1, 1, 5, 2)),
 ])
@@ -117,3 +121,11 @@ def test_time_attention_stages_returns_every_stage():
     t = time_attention_stages(q, k, v, min_run_time=0.01)
     assert list(t) == ["QKᵀ", "scale", "softmax", "PV"]
     assert all(x.median > 0 for x in t.values())
+
+
+def test_time_best_is_a_minimum_of_medians_and_peak_takes_sizes():
+    assert 0 < time_best(lambda: sum(range(100)), repeats=2, min_run_time=0.01) < 1
+    peak = matmul_peak_flops("cpu", size=(32, 64), repeats=1, min_run_time=0.01)
+    assert 1e6 < peak < 1e14
+    t = time_attention_stages(*(torch.randn(1, 1, 16, 4) for _ in range(3)), min_run_time=0.01, repeats=2)
+    assert list(t) == ["QKᵀ", "scale", "softmax", "PV"]

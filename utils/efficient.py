@@ -285,8 +285,13 @@ class CheckpointedStack(nn.Module):
 
 def training_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     """A no-argument function that runs one forward and backward pass of ``model`` on ``x`` (loss: the
-    mean square of the output), clearing the gradients first — what :func:`utils.measure.peak_memory`
-    and :func:`utils.timing.time_call` take."""
+    mean square of the output) — what :func:`utils.memory.peak_memory` and
+    :func:`utils.timing.time_call` take.
+
+    The gradients are set to ``None`` before *and after* the pass, so every call starts from the same
+    state: otherwise freeing gradients left by an earlier call would lower a peak-memory measurement
+    by the size of the gradients, and two models sharing layers would not be measured alike.
+    """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}.")
     if not isinstance(x, torch.Tensor):
@@ -296,5 +301,6 @@ def training_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
         model.zero_grad(set_to_none=True)
         y = model(x)
         (y[0] if isinstance(y, tuple) else y).square().mean().backward()
+        model.zero_grad(set_to_none=True)
 
     return step

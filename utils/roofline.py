@@ -46,7 +46,7 @@ from utils.timing import Timing, time_call
 from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
 
 __all__ = [
-    "Roofline", "Stage", "matmul_peak_flops", "copy_bandwidth", "measure_roofline",
+    "Roofline", "Stage", "time_best", "matmul_peak_flops", "copy_bandwidth", "measure_roofline",
     "arithmetic_intensity", "achieved_flops_per_s", "attainable_flops_per_s", "ridge_intensity",
     "matmul_bytes", "elementwise_bytes", "naive_attention_stages", "fused_attention_stage",
     "time_attention_stages",
@@ -71,28 +71,45 @@ def _check_float_dtype(dtype) -> torch.dtype:
 # Measuring the two roofs
 # --------------------------------------------------------------------------------------------------
 
-def matmul_peak_flops(device=None, size: int = 1024, dtype: torch.dtype = torch.float32, *,
+def time_best(fn, *, repeats: int = 3, min_run_time: float = 0.05, threads: int | None = None) -> float:
+    """Seconds per call of ``fn()``: the best (smallest) of ``repeats`` medians from
+    :func:`utils.timing.time_call`.
+
+    On a shared machine other work can only *slow a measurement down*, so the fastest of a few
+    independent medians is the most faithful estimate of what the hardware does; use it for
+    quantities compared with a peak (which is measured the same way).
+    """
+    repeats = check_positive_int("repeats", repeats)
+    check_positive_float("min_run_time", min_run_time)
+    return min(time_call(fn, min_run_time=min_run_time, threads=threads).median for _ in range(repeats))
+
+
+def matmul_peak_flops(device=None, size=1024, dtype: torch.dtype = torch.float32, *,
                       repeats: int = 3, min_run_time: float = 0.1, threads: int | None = None) -> float:
     """Measured matrix-multiply throughput of ``device``, in FLOP/s: the flat roof.
 
     Times ``A @ B`` for two random ``size × size`` matrices (``2·size³`` FLOPs) with
-    :func:`utils.timing.time_call`, ``repeats`` times, and returns the **best** of the medians: on a
-    shared machine a measurement can only be slowed down by other work, never sped up, so the fastest
-    repeat is the closest to what the device can do. This is the *achievable* peak of the BLAS library
-    at this size and thread count, not the vendor's datasheet number (which is usually higher).
+    :func:`time_best` (the best of ``repeats`` medians of :func:`utils.timing.time_call`). ``size`` may
+    be a sequence of sizes: the best throughput over them is returned (a BLAS library is fastest at
+    the size that suits its blocking and the caches). This is the *achievable* peak of the library at
+    this thread count, not the vendor's datasheet number (which is usually higher).
     """
-    size = check_positive_int("size", size, "Use a few hundred or thousand, e.g. 1024.")
+    sizes = [size] if isinstance(size, int) or not hasattr(size, "__iter__") else list(size)
+    if not sizes:
+        raise ValueError("size must be a positive int or a non-empty sequence of them, e.g. 1024.")
+    sizes = [check_positive_int("size", s, "Use a few hundred or thousand, e.g. 1024.") for s in sizes]
     repeats = check_positive_int("repeats", repeats)
     check_positive_float("min_run_time", min_run_time)
     dtype = _check_float_dtype(dtype)
     device = _device(device)
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
-    b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
-    flops = 2 * size**3
-    best = min(time_call(lambda: a @ b, min_run_time=min_run_time, threads=threads).median
-               for _ in range(repeats))
-    return flops / best
+    best = 0.0
+    for n in sizes:
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+        b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
+        seconds = time_best(lambda: a @ b, repeats=repeats, min_run_time=min_run_time, threads=threads)
+        best = max(best, 2 * n**3 / seconds)
+    return best
 
 
 def copy_bandwidth(device=None, mebibytes: float = 64, dtype: torch.dtype = torch.float32, *,
@@ -112,8 +129,7 @@ def copy_bandwidth(device=None, mebibytes: float = 64, dtype: torch.dtype = torc
     numel = max(1, int(mebibytes * 2**20) // element)
     src = torch.ones(numel, device=device, dtype=dtype)
     dst = torch.empty_like(src)
-    best = min(time_call(lambda: dst.copy_(src), min_run_time=min_run_time, threads=threads).median
-               for _ in range(repeats))
+    best = time_best(lambda: dst.copy_(src), repeats=repeats, min_run_time=min_run_time, threads=threads)
     return 2 * numel * element / best
 
 
@@ -146,17 +162,20 @@ class Roofline:
         return "memory" if intensity < self.ridge_intensity else "compute"
 
 
-def measure_roofline(device=None, dtype: torch.dtype = torch.float32, *, matmul_size: int | None = None,
+def measure_roofline(device=None, dtype: torch.dtype = torch.float32, *, matmul_size=None,
                      copy_mebibytes: float | None = None, repeats: int = 3, min_run_time: float = 0.1,
                      threads: int | None = None) -> Roofline:
-    """Measure both roofs of ``device`` (defaults: 1024² matmul and 64 MiB copy on CPU, 8192² and
-    1 GiB on CUDA) and return them as a :class:`Roofline`."""
+    """Measure both roofs of ``device`` and return them as a :class:`Roofline`.
+
+    Defaults: the best of 256², 512² and 1024² matrix products and a 64 MiB copy on a CPU; 4096² and
+    8192² and a 1 GiB copy on CUDA. ``matmul_size`` (an int or a sequence) and ``copy_mebibytes``
+    override them."""
     from utils.env import hardware_label, on_gpu
 
     device = _device(device)
     dtype = _check_float_dtype(dtype)
     gpu = on_gpu(device)
-    matmul_size = matmul_size or (8192 if gpu else 1024)
+    matmul_size = matmul_size or ((4096, 8192) if gpu else (256, 512, 1024))
     copy_mebibytes = copy_mebibytes or (1024 if gpu else 64)
     peak = matmul_peak_flops(device, matmul_size, dtype, repeats=repeats, min_run_time=min_run_time,
                              threads=threads)
@@ -294,12 +313,18 @@ def fused_attention_stage(n: int, head_dim: int, batch: int = 1, heads: int = 1,
 
 
 def time_attention_stages(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, min_run_time: float = 0.1,
-                          threads: int | None = None) -> dict[str, Timing]:
+                          threads: int | None = None, repeats: int = 1) -> dict[str, Timing]:
     """Time the four stages of naive attention separately on ``(batch, heads, n, head_dim)`` tensors.
 
     Returns ``{"QKᵀ": Timing, "scale": …, "softmax": …, "PV": …}`` in the order of
-    :func:`naive_attention_stages`; each stage's input is computed once, outside its timed region.
+    :func:`naive_attention_stages`. Each stage's input is computed once, outside its timed region, and
+    each stage writes into a preallocated output (``out=``), so that the time is the kernel's and not
+    the memory allocator's: on Linux a fresh allocation of tens of MiB is served by ``mmap`` and its
+    pages are zeroed by the operating system on first touch, which can cost as much as the kernel.
+    With ``repeats > 1`` the four stages are timed that many times, interleaved, and each keeps its
+    fastest :class:`~utils.timing.Timing` (see :func:`time_best`).
     """
+    repeats = check_positive_int("repeats", repeats)
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() != 4:
             raise ValueError(f"{name} must be a 4-D tensor (batch, heads, n, head_dim), got "
@@ -313,11 +338,18 @@ def time_attention_stages(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, 
         scores = q @ kt
         scaled = scores / scale
         weights = scaled.softmax(dim=-1)
+        out = weights @ v
+        s_buf, w_buf, o_buf = torch.empty_like(scores), torch.empty_like(scores), torch.empty_like(out)
         calls = {
-            "QKᵀ": lambda: q @ kt,
-            "scale": lambda: scores / scale,
-            "softmax": lambda: scaled.softmax(dim=-1),
-            "PV": lambda: weights @ v,
+            "QKᵀ": lambda: torch.matmul(q, kt, out=s_buf),
+            "scale": lambda: torch.div(scores, scale, out=s_buf),
+            "softmax": lambda: torch.softmax(scaled, dim=-1, out=w_buf),
+            "PV": lambda: torch.matmul(weights, v, out=o_buf),
         }
-        return {name: time_call(fn, min_run_time=min_run_time, threads=threads) for name, fn in calls.items()}
-
+        best: dict[str, Timing] = {}
+        for _ in range(repeats):
+            for name, fn in calls.items():
+                t = time_call(fn, min_run_time=min_run_time, threads=threads)
+                if name not in best or t.median < best[name].median:
+                    best[name] = t
+        return best
