@@ -310,17 +310,22 @@ def attention_peak_memory(impl: str, batch: int, heads: int, n: int, head_dim: i
     bpe = bytes_per_element(dtype)
     copies = 0 if impl in ("flash", "efficient") else 3
     guard_attention(batch, heads, n, head_dim, device, bpe, copies, fraction, limit_bytes)
+    def runner(q, k, v):
+        def run():
+            with torch.no_grad():
+                if impl == "naive":
+                    naive_attention(q, k, v)
+                else:
+                    sdpa_attention(q, k, v, backend=impl)
+        return run
+
+    if torch.device(device).type == "cuda":
+        # warm-up: the first matrix product on a CUDA stream allocates cuBLAS's workspace for good;
+        # it must not be counted as part of the first measurement
+        runner(*attention_inputs(1, 1, 16, head_dim, device, dtype))()
     q, k, v = attention_inputs(batch, heads, n, head_dim, device, dtype, fraction=fraction,
                                limit_bytes=limit_bytes)
-    if impl == "naive":
-        def run():
-            with torch.no_grad():
-                naive_attention(q, k, v)
-    else:
-        def run():
-            with torch.no_grad():
-                sdpa_attention(q, k, v, backend=impl)
-    return peak_memory(run, device)
+    return peak_memory(runner(q, k, v), device)
 
 
 class TransformerBlock(nn.Module):
@@ -377,6 +382,11 @@ def training_peak_memory(model: nn.Module, x: torch.Tensor, device="cpu", fracti
     def forward_only():
         with torch.no_grad():
             model(x)
+
+    if torch.device(device).type == "cuda":
+        # warm-up: cuBLAS allocates its workspace on first use, once; keep it out of the measurements
+        model(x).sum().backward()
+        model.zero_grad(set_to_none=True)
 
     forward = peak_memory(forward_only, device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
