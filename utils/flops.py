@@ -10,19 +10,19 @@ Symbols: ``n`` sequence length (queries), ``n_kv`` number of keys/values (``n`` 
 ``d_in`` input width, ``d_hidden``/``d_out``/``d_model`` widths, ``d_ff`` feed-forward width, ``k``
 kernel size, ``B`` batch, ``g`` gate count (RNN 1, GRU 3, LSTM 4).
 
-=====================================  ======================================================
-function                               FLOPs (``layers=1``, ``batch=B``)
-=====================================  ======================================================
-``projection_flops(n, d_in, d_out)``   ``2·B·n·d_in·d_out``  (one ``nn.Linear``)
-``conv1d_flops(n, d_in, d_out, k)``    ``2·B·n_out·k·d_in·d_out`` (``n_out = n`` for "same")
-``rnn_flops(n, d_in, h)``              ``2·B·n·h·(d_in + h)``  (``W_ih`` and ``W_hh``)
-``gru_flops(n, d_in, h)``              ``3 × rnn_flops``
-``lstm_flops(n, d_in, h)``             ``4 × rnn_flops``
-``attention_flops(n, d)``              ``4·B·n·n_kv·d``  (``QKᵀ`` and ``A·V`` only, all heads)
-``multihead_attention_flops(n, d)``    ``2·B·d²·(n + 2·n_kv) + 2·B·n·d² + attention_flops``
-``ffn_flops(n, d, d_ff)``              ``4·B·n·d·d_ff``  (both linears)
-``encoder_layer_flops(n, d, h, d_ff)`` ``8·B·n·d² + 4·B·n²·d + 4·B·n·d·d_ff``
-=====================================  ======================================================
+=======================================  ======================================================
+function                                 FLOPs (``layers=1``, ``batch=B``)
+=======================================  ======================================================
+``projection_flops(n, d_in, d_out)``     ``2·B·n·d_in·d_out``  (one ``nn.Linear``)
+``conv1d_flops(n, d_in, d_out, k)``      ``2·B·n_out·k·d_in·d_out`` (``n_out = n`` for "same")
+``rnn_flops(n, d_in, h)``                ``2·B·n·h·(d_in + h)``  (``W_ih`` and ``W_hh``)
+``gru_flops(n, d_in, h)``                ``3 × rnn_flops``
+``lstm_flops(n, d_in, h)``               ``4 × rnn_flops``
+``attention_flops(n, d)``                ``4·B·n·n_kv·d``  (``QKᵀ`` and ``A·V`` only, all heads)
+``multihead_attention_flops(n, d)``      ``2·B·d²·(n + 2·n_kv) + 2·B·n·d² + attention_flops``
+``ffn_flops(n, d, d_ff)``                ``4·B·n·d·d_ff``  (both linears)
+``encoder_layer_flops(n, d, h, d_ff)``   ``8·B·n·d² + 4·B·n²·d + 4·B·n·d·d_ff``
+=======================================  ======================================================
 
 Each closed form counts exactly what the PyTorch module of the same name executes, input projections
 included where the module has them (``nn.RNN``/``nn.GRU``/``nn.LSTM`` multiply by ``W_ih`` *and*
@@ -291,7 +291,7 @@ def counting_context():
     """Settings under which every matrix product of the course's modules reaches FlopCounterMode.
 
     * oneDNN and cuDNN off: ``nn.LSTM`` (and cuDNN RNNs) otherwise run one fused kernel with no formula;
-    * SDPA restricted to the MATH backend: it runs ``QKᵀ`` and ``A·V`` as two counted ``bmm``s (the CPU
+    * SDPA restricted to the MATH backend: it runs ``QKᵀ`` and ``A·V`` as two counted ``bmm`` calls (the CPU
       flash kernel has no formula);
     * the ``nn.MultiheadAttention``/``nn.TransformerEncoderLayer`` inference fast path off.
 

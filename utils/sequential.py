@@ -200,7 +200,7 @@ def serial_vs_batched(family: str = "rnn", n: int = 1024, *, d_model: int = 64, 
 
 
 def default_sweep(device=None) -> dict:
-    """The sweep sizes of the chapter: :data:`CPU_SWEEP` on a CPU, :data:`GPU_SWEEP` on a GPU."""
+    """The sweep sizes of the chapter: ``CPU_SWEEP`` on a CPU, ``GPU_SWEEP`` on a GPU."""
     return dict(sweep(cpu=CPU_SWEEP, gpu=GPU_SWEEP, device=device))
 
 
