@@ -171,3 +171,15 @@ def test_family_specific_bad_inputs():
     with pytest.raises(ValueError, match="tbptt must be >= 1"):
         lstm(torch.zeros(1, 4, dtype=torch.long), tbptt=0)
     assert isinstance(cnn, ConvClassifier)
+
+
+def test_transformer_attention_weights_are_causal_distributions():
+    model = make_model("transformer", 12, 4, 8, seed=0, layers=2)
+    x, _ = copy_task(3, 7, 2, generator=0)
+    for layer in (0, 1):
+        w = model.attention_weights(x, layer)
+        assert w.shape == (3, 7, 7) and (w >= 0).all()
+        torch.testing.assert_close(w.sum(-1), torch.ones(3, 7))
+        assert (w.triu(1) == 0).all()                                       # never a future key
+    with pytest.raises(ValueError, match="layer must be < 2"):
+        model.attention_weights(x, 2)

@@ -141,3 +141,19 @@ def test_early_stopping_once_solved():
     assert sum(hist["accuracy"][-10:]) / 10 >= 0.99
     with pytest.raises(ValueError, match="target_accuracy"):
         fit(model, trivial, 2, 4, 1e-2, seed=0, target_accuracy=1.5, progress=False)
+
+
+def test_lab_profiles_are_consistent():
+    from utils.train import LAB
+    assert set(LAB) == {"cpu", "cpu_reference", "gpu"}
+    for profile in LAB.values():
+        assert set(profile) == {"copy", "bracket", "tbptt"}
+        assert "window" in profile["tbptt"] and set(profile["tbptt"]["families"]) <= {"rnn", "lstm", "gru"}
+        for cfg in profile.values():
+            assert max(cfg["distances"]) < cfg["n"] and min(cfg["distances"]) >= 1
+    # the committed five-seed reference repeats the CPU lab exactly, with more seeds
+    for task in ("copy", "bracket"):
+        strip = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
+        assert strip(LAB["cpu"][task]) == strip(LAB["cpu_reference"][task])
+    cpu_tb, ref_tb = LAB["cpu"]["tbptt"], LAB["cpu_reference"]["tbptt"]
+    assert cpu_tb["window"] == ref_tb["window"] and set(cpu_tb["distances"]) <= set(ref_tb["distances"])

@@ -28,7 +28,7 @@ import math
 import torch
 from torch import nn
 
-from utils.attention import SelfAttention
+from utils.attention import SelfAttention, naive_attention
 from utils.conv import ConvStack
 from utils.parameters import count_parameters
 from utils.positional import sinusoidal
@@ -162,6 +162,26 @@ class TransformerClassifier(_Classifier):
         for block in self.blocks:
             x = block(x)
         return self.readout(self.norm(x[:, -1]))
+
+    @torch.no_grad()
+    def attention_weights(self, tokens: torch.Tensor, layer: int = 0) -> torch.Tensor:
+        """The attention weights of block ``layer`` (averaged over heads), ``(batch, n, n)``.
+
+        Row ``j`` is the distribution of query ``j`` over keys ``0 … j`` (causal): non-negative, summing
+        to 1. Row ``n-1`` is where the readout position looks."""
+        self._check_tokens(tokens)
+        layer = check_int("layer", layer, minimum=0)
+        if layer >= self.layers:
+            raise ValueError(f"layer must be < {self.layers} (the number of blocks), got {layer}.")
+        x = self.embed(tokens)
+        x = x + sinusoidal(x.shape[1], self.d_model).to(x.device, x.dtype)
+        for block in self.blocks[:layer]:
+            x = block(x)
+        attn = self.blocks[layer].attn
+        b, n, d = x.shape
+        q, k, _ = attn.qkv(self.blocks[layer].norm1(x)).view(b, n, 3, attn.heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        _, weights = naive_attention(q, k, k, attn.build_mask(n, x.device), return_weights=True)
+        return weights.mean(dim=1)
 
 
 def _build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult, kernel_size):
