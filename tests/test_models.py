@@ -9,13 +9,7 @@ from utils.reachability import reachability
 from utils.tasks import copy_task
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread (and do not fight other processes for the cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("budget", [2000, 5000, 20000])

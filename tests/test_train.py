@@ -8,13 +8,7 @@ from utils.tasks import copy_task
 from utils.train import distance_sweep, evaluate, fit, main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread (and do not fight other processes for the cores)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trivial(batch_size, generator=None):
