@@ -65,15 +65,17 @@ def hardware_label(device: torch.device | str | None = None) -> str:
     return f"CPU ({h['cpu_count']} cores, {h['threads']} torch threads) · torch {h['torch']}"
 
 
-DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "book", "data")
+# Reference measurements ship inside the package (``utils/data``), so an installed copy — on Colab too —
+# finds the same files as a clone of the repository.
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
 def load_reference(name: str, directory: str | os.PathLike | None = None) -> dict | None:
-    """Load a committed reference measurement ``book/data/<name>.json`` (for example a GPU run).
+    """Load a reference measurement ``<name>.json`` shipped with the package (for example a GPU run).
 
     Returns the decoded JSON object, or ``None`` when the file does not exist — a chapter then says
-    that no reference run is available instead of failing (on Colab, where only ``utils`` is
-    installed, there is no ``book/data``). ``directory`` overrides the data folder. Such files carry
+    that no reference run is available instead of failing. The files are package data (``utils/data``),
+    so a pip-installed copy has them too. ``directory`` overrides the data folder. Such files carry
     their provenance (device, torch version, date) next to the numbers; print it beside any plot.
     """
     import json

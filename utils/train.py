@@ -7,9 +7,9 @@ accuracy. :func:`evaluate` measures accuracy on fresh batches from a *different*
 :func:`distance_sweep` trains one model per (family, distance) pair — the experiment of the learnability
 lab — and returns one record per run.
 
-``python -m utils.train --profile gpu --out book/data/p1c06_gpu_sweep.json`` runs the GPU-sized lab (copy,
+``python -m utils.train --profile gpu --out utils/data/p1c06_gpu_sweep.json`` runs the GPU-sized lab (copy,
 bracket and truncated-BPTT sweeps) and writes it, with its provenance, as the reference file the chapter
-shows beside its live run; ``--profile cpu_reference --threads 1 --out book/data/p1c06_cpu_seeds.json``
+shows beside its live run; ``--profile cpu_reference --threads 1 --out utils/data/p1c06_cpu_seeds.json``
 repeats the CPU lab over five seeds (and a wider truncation sweep).
 """
 
@@ -143,7 +143,7 @@ LAB = {
                   "steps": 200, "batch_size": 32, "lr": 1e-2, "seeds": [0]},
     },
     # The CPU lab repeated over five seeds, with a wider truncation sweep (LSTM and GRU): the committed
-    # reference book/data/p1c06_cpu_seeds.json (a few minutes on one core).
+    # reference utils/data/p1c06_cpu_seeds.json (a few minutes on one core).
     "cpu_reference": {
         "copy": {"n": 24, "distances": [2, 8, 14, 22], "param_budget": 2000, "steps": 200, "batch_size": 32,
                  "lr": 1e-2, "seeds": [0, 1, 2, 3, 4]},
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     from utils.env import hardware, pick_device
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--out", required=True, help="output JSON file, e.g. book/data/p1c06_gpu_sweep.json")
+    parser.add_argument("--out", required=True, help="output JSON file, e.g. utils/data/p1c06_gpu_sweep.json")
     parser.add_argument("--profile", choices=sorted(LAB), default="gpu")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest for tiny models)")
