@@ -24,7 +24,8 @@ def toc_files(node):
             yield from toc_files(item)
 
 
-def main() -> int:
+def toc_notebooks() -> list[str]:
+    """The notebooks of ``_toc.yml`` in book order; ``ValueError`` if a listed file is missing or none is listed."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     notebooks, missing = [], []
     for entry in toc_files(toc):
@@ -35,12 +36,18 @@ def main() -> int:
         elif found[0].suffix == ".ipynb":
             notebooks.append(found[0].relative_to(ROOT).as_posix())
     if missing:
-        print(f"_toc.yml names files that do not exist: {missing}", file=sys.stderr)
-        return 1
+        raise ValueError(f"_toc.yml names files that do not exist: {missing}")
     if not notebooks:
-        print("_toc.yml lists no notebook: nothing for nbval to test.", file=sys.stderr)
+        raise ValueError("_toc.yml lists no notebook: nothing for nbval to test.")
+    return notebooks
+
+
+def main() -> int:
+    try:
+        print("\n".join(toc_notebooks()))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    print("\n".join(notebooks))
     return 0
 
 

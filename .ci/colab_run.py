@@ -1,0 +1,87 @@
+"""Run every chapter as a student on a fresh Colab runtime would, and check it with nbval.
+
+    python .ci/colab_run.py COLAB_PYTHON [--workers N]
+
+COLAB_PYTHON is the interpreter of an environment that holds only what Colab preinstalls plus the test
+runner (``.ci/colab-requirements.txt``; ``make test`` builds it as ``.venv-colab``). This script
+
+1. copies the repository's files (tracked and new, nothing ignored: no ``.venv``, no ``_build``) into an
+   empty folder and installs the course package from that copy, non-editable — what the notebooks'
+   ``%pip install`` line does on Colab;
+2. copies each notebook of ``_toc.yml`` alone into a folder of its own, so that it can read nothing next
+   to it (no repository, no ``book/data``);
+3. runs nbval over them (``--nbval-lax``: every cell must run, checked cells must print their stored
+   output) and prints how long each notebook took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / ".ci"))
+from toc_notebooks import toc_notebooks  # noqa: E402
+
+
+def clean_copy(dest: pathlib.Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("python", help="interpreter of the Colab-like environment")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    notebooks = toc_notebooks()
+    if not notebooks:
+        print("no notebook listed in _toc.yml", file=sys.stderr)
+        return 1
+    env = {k: v for k, v in os.environ.items() if k not in ("COURSE_BOOK_BUILD", "PYTHONPATH", "VIRTUAL_ENV")}
+    env["PYTHONNOUSERSITE"] = "1"
+    with tempfile.TemporaryDirectory(prefix="colab-run-") as tmp:
+        tmp = pathlib.Path(tmp)
+        src, run = tmp / "course", tmp / "run"
+        src.mkdir()
+        run.mkdir()
+        clean_copy(src)
+        pip = [args.python, "-m", "pip", "--disable-pip-version-check", "-q"]
+        subprocess.run(pip + ["uninstall", "-y", "pathlen-course-utils"], check=True, env=env, cwd=tmp)
+        subprocess.run(pip + ["install", str(src)], check=True, env=env, cwd=tmp)
+        shutil.rmtree(src)
+        copies = []
+        for nb in notebooks:
+            folder = run / nb.replace("/", "__").removesuffix(".ipynb")
+            folder.mkdir()
+            shutil.copy2(ROOT / nb, folder / pathlib.Path(nb).name)
+            copies.append(str((folder / pathlib.Path(nb).name).relative_to(run)))
+        report = tmp / "nbval.xml"
+        cmd = [args.python, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+               "-q", "-n", str(args.workers), "--dist", "loadscope", f"--junitxml={report}",
+               "--rootdir", str(run), *copies]
+        code = subprocess.run(cmd, cwd=run, env=env).returncode
+        if report.exists():
+            times: dict[str, float] = {}
+            for case in ET.parse(report).iter("testcase"):
+                name = case.get("file") or case.get("classname", "")
+                times[name] = times.get(name, 0.0) + float(case.get("time", 0))
+            print("\nColab-like run, seconds per notebook (2 workers share the cores):")
+            for name, seconds in sorted(times.items()):
+                print(f"  {seconds:6.1f}  {name.split('/')[-1]}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
