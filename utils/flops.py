@@ -44,10 +44,12 @@ import warnings
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from utils.validate import check_choice, check_int, check_positive_int
+from utils import torch_support  # refuses a torch older than the floor (ImportError) before the imports below
+from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count  # noqa: E402
+
+from utils.validate import check_choice, check_int, check_positive_int  # noqa: E402
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 """Weight blocks per recurrent step: ``nn.RNN`` 1, ``nn.GRU`` 3 (reset, update, new), ``nn.LSTM`` 4."""
@@ -238,10 +240,56 @@ def attention_ffn_crossover(d_model: int, d_ff: int, *, include_projections: boo
 # Measurement
 # --------------------------------------------------------------------------------------------------
 
-# Aten kernels that do matrix work FlopCounterMode has no formula for (names seen in torch 2.x):
-# ``mkldnn_rnn_layer`` (CPU LSTM), ``_cudnn_rnn``, ``_scaled_dot_product_flash_attention_for_cpu``,
-# ``_native_multi_head_attention``, ``_transformer_encoder_layer_fwd``, in-place ``addmm_`` …
-_MATRIX_WORK = re.compile(r"mm|conv|rnn|lstm|gru|attention|matmul|linear|einsum|gemm")
+# Operators that do matrix work. An operator FlopCounterMode has no formula for (it lands in the audited
+# ``uncounted`` set) is matrix work if one of the ``_``-separated words of its name is one of these.
+# Matching whole words, not substrings, keeps ``lgamma``, ``cummax``, ``hamming_window`` (all contain
+# "mm") and ``upsample_bilinear2d`` out. Measured on torch 2.13 under counting_context: FlopCounterMode
+# counts ``mm``/``addmm``/``bmm``/``baddbmm``/``convolution`` and whatever decomposes into them (``@``
+# of 2-D and batched operands, ``einsum``, ``tensordot``, ``linalg.multi_dot``, ``F.linear`` of a 1-D
+# input, the MATH SDPA), but has **no** formula for ``mv``/``addmv`` (``W @ h`` with a 1-D ``h``),
+# ``dot``/``vdot`` (``u @ v`` of two vectors), ``addr``, ``addbmm``, the in-place ``addmm_``/``addmv_``/
+# ``baddbmm_``/``addbmm_``/``addr_``, ``_addmm_activation``, ``_trilinear`` (``F.bilinear``),
+# ``_cdist_forward``, and the fused kernels ``mkldnn_rnn_layer`` (CPU LSTM), ``_cudnn_rnn``,
+# ``_scaled_dot_product_flash_attention_for_cpu``, ``_native_multi_head_attention`` and
+# ``_transformer_encoder_layer_fwd`` (the inference fast path). ``outer``/``ger``/``kron``/``vecdot``
+# decompose into element-wise ``mul`` (0 FLOPs by the convention, like any element-wise work).
+_MATRIX_WORD = re.compile(
+    r"[a-z]*mm|(?:add)?mv|gemv|[a-z]*dot|addr|ger"      # mm addmm bmm baddbmm _int_mm gemm mv dot vdot addr
+    r"|q?conv(?:\d+d)?|convolution|[a-z]*matmul|einsum|[a-z]*linear|cdist|kron"
+    r"|rnn|lstm|gru|attention|attn|transformer")
+
+
+def _is_matrix_work(op: str) -> bool:
+    """True if the operator ``op`` (``"aten.mv"``, ``"aten._transformer_encoder_layer_fwd"``) multiplies matrices."""
+    name = str(op).rsplit(".", 1)[-1]
+    return any(_MATRIX_WORD.fullmatch(word) for word in name.strip("_").split("_"))
+
+
+class UncountedFlopsError(ValueError, RuntimeError):
+    """A matrix product ran in an operator FlopCounterMode has no formula for: the count would be too low.
+
+    A ``ValueError`` (the function or module given to :func:`count_flops` must be written with
+    countable operators) and, for older callers, a ``RuntimeError``.
+    """
+
+
+def _rewrite_hint(op: str) -> str:
+    name = str(op).rsplit(".", 1)[-1]
+    word = name.strip("_")
+    if word in ("mv", "addmv"):
+        return (f"{op} is a matrix-vector product (W @ h with a 1-D h): make h a column, W @ h.unsqueeze(-1), "
+                "or give it a batch dimension, h of shape (batch, d) and h @ W.T")
+    if word in ("dot", "vdot"):
+        return f"{op} is a vector-vector product (u @ v of two 1-D tensors): write u.unsqueeze(0) @ v.unsqueeze(-1)"
+    if word in ("addr", "ger"):
+        return f"{op} is an outer-product update: write c + u.unsqueeze(-1) @ v.unsqueeze(0)"
+    if name.endswith("_") and not name.startswith("_"):
+        return (f"{op} is in-place: use the out-of-place form (c = c + a @ b, torch.addmm(c, a, b), "
+                "torch.baddbmm(c, a, b))")
+    if word in ("addbmm",):
+        return f"{op} sums batched products: write c + (a @ b).sum(0)"
+    return (f"{op} is a fused kernel: run the module under utils.flops.counting_context() (count_flops does) "
+            "so that it falls back to mm/bmm, or write the product with @")
 
 
 def _sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -318,15 +366,18 @@ def _run_counted(module_or_fn, inputs, meta: bool) -> _AuditedFlopCounter:
         if isinstance(module_or_fn, nn.Module):
             fn = copy.deepcopy(module_or_fn).to("meta")
         inputs = _to_meta(inputs)
+    # the audit below relies on the private FlopCounterMode._count_flops hook: check once that it works
+    torch_support.ensure_flop_audit(_AuditedFlopCounter, counting_context)
     counter = _AuditedFlopCounter(display=False)
     with counting_context(), counter:
         fn(*inputs)
-    suspicious = sorted(op for op in counter.uncounted if _MATRIX_WORK.search(op.split(".")[-1]))
+    suspicious = sorted(op for op in counter.uncounted if _is_matrix_work(op))
     if suspicious:
-        raise RuntimeError(
-            f"FlopCounterMode has no formula for {suspicious}, which do matrix work, so the count would "
-            "be too low. Use out-of-place mm/bmm/conv operations (fused or in-place matrix kernels "
-            "are not counted), or count on the meta device with meta=True.")
+        hints = "; ".join(_rewrite_hint(op) for op in suspicious)
+        raise UncountedFlopsError(
+            f"FlopCounterMode has no formula for {suspicious}, which multiply matrices, so the count would "
+            f"be too low (it counts only mm/addmm/bmm/baddbmm/convolution and what decomposes into them). "
+            f"Rewrite the product and count again: {hints}.")
     total = counter.get_total_flops()
     if total == 0 and isinstance(module_or_fn, nn.Module) and _has_weight_matrices(module_or_fn):
         raise RuntimeError(
@@ -342,9 +393,11 @@ def count_flops(module_or_fn, *inputs, meta: bool = False) -> int:
     Built on ``torch.utils.flop_counter.FlopCounterMode`` and run under :func:`counting_context`, so
     that the kernels FlopCounterMode cannot see (CPU ``nn.LSTM`` via oneDNN, the CPU flash kernel of
     ``F.scaled_dot_product_attention``, the eval/no-grad fast path of ``nn.MultiheadAttention`` and
-    ``nn.TransformerEncoderLayer``) are replaced by counted ``mm``/``bmm`` kernels. Raises
-    ``RuntimeError`` instead of returning a wrong count: if an uncounted matrix kernel still ran, or if a
-    module with weight matrices counted 0.
+    ``nn.TransformerEncoderLayer``) are replaced by counted ``mm``/``bmm`` kernels. Raises instead of
+    returning a wrong count: :class:`UncountedFlopsError` (a ``ValueError``) if a matrix product ran in
+    an operator FlopCounterMode cannot count — e.g. ``W @ h`` with a 1-D ``h`` (``aten.mv``), ``u @ v``
+    of two vectors (``aten.dot``), an in-place ``addmm_`` — whether ``module_or_fn`` is a module or a
+    plain function, and ``RuntimeError`` if a module with weight matrices counted 0.
 
     Causal attention is counted as full (the masked scores are computed, then discarded), and
     only a forward pass is counted unless ``module_or_fn`` itself calls ``backward()``.

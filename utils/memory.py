@@ -232,7 +232,8 @@ def _quiet_native_stderr():
         os.close(devnull)
 
 
-def _cpu_peak(fn) -> int:
+def _cpu_memory_trace(fn) -> list[int]:
+    """Run ``fn()`` under the profiler; the CPU allocator's events in time order (bytes: + alloc, − free)."""
     # torch.autograd.profiler.profile: the same Kineto recorder as torch.profiler.profile, without
     # the latter's import of torch._inductor (seconds) on first use.
     from torch.autograd.profiler import profile
@@ -248,9 +249,18 @@ def _cpu_peak(fn) -> int:
     events = [e for e in prof.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
     events.sort(key=lambda e: e.start_ns())
+    return [int(e.nbytes()) for e in events]
+
+
+def _cpu_peak(fn) -> int:
+    # The reader above relies on Kineto internals: check once per process, on a 1 MiB canary, that it
+    # still sees allocations (raises RuntimeError naming the torch version instead of returning 0).
+    from utils.torch_support import ensure_cpu_memory_reader
+
+    ensure_cpu_memory_reader(_cpu_memory_trace)
     current = peak = 0
-    for e in events:  # allocations are positive, frees negative
-        current += e.nbytes()
+    for nbytes in _cpu_memory_trace(fn):  # allocations are positive, frees negative
+        current += nbytes
         peak = max(peak, current)
     return int(peak)
 
