@@ -1,9 +1,14 @@
 """Closed-form FLOPs (utils.flops) vs FlopCounterMode on real PyTorch modules: exact equality."""
 
+import collections
+import re
+
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from utils.attention import SelfAttention, sdpa_attention
 from utils.conv import ConvStack
@@ -11,6 +16,7 @@ from utils.flops import (attention_ffn_crossover, attention_flops, conv1d_flops,
                          count_flops, count_flops_by_module, counting_context, encoder_layer_flops,
                          ffn_flops, gru_flops, lstm_flops, multihead_attention_flops, projection_flops,
                          recurrent_flops, rnn_flops)
+from utils.flops import UncountedFlopsError, _AuditedFlopCounter, _is_matrix_work
 
 RECURRENT = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 small = st.integers(1, 12)
@@ -225,3 +231,167 @@ def test_seed_worked_example_closed_forms():
 def test_bad_input_raises_clear_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# --------------------------------------------------------------------------------------------------
+# The audit: every matrix product is counted exactly or refused, never silently 0
+# --------------------------------------------------------------------------------------------------
+
+def test_matrix_vector_product_is_an_error_not_zero():
+    # the textbook from-scratch RNN cell, W @ h with a 1-D h, dispatches aten.mv: FlopCounterMode has no
+    # formula for it and used to report 0 without a word
+    W, h = torch.randn(5, 3), torch.randn(3)
+    with pytest.raises(ValueError, match=r"aten\.mv.*h\.unsqueeze\(-1\)"):
+        count_flops(lambda W, h: W @ h, W, h)
+    # the rewrite the message suggests is counted exactly: 2 * 5 * 3
+    assert count_flops(lambda W, h: W @ h.unsqueeze(-1), W, h) == 30
+
+
+def test_uncounted_matrix_error_is_a_value_error_and_a_runtime_error():
+    a, b, c = torch.randn(3, 4), torch.randn(4, 5), torch.zeros(3, 5)
+    with pytest.raises(UncountedFlopsError, match=r"aten\.addmm_.*out-of-place") as info:
+        count_flops(lambda: c.addmm_(a, b))
+    assert isinstance(info.value, ValueError) and isinstance(info.value, RuntimeError)
+
+
+_m, _k, _n = 3, 4, 5
+_A, _B, _C = torch.randn(_m, _k), torch.randn(_k, _n), torch.randn(_m, _n)
+_u, _v, _w = torch.randn(_m), torch.randn(_k), torch.randn(_k)
+_bA, _bB, _bC = torch.randn(2, _m, _k), torch.randn(2, _k, _n), torch.randn(2, _m, _n)
+
+
+# what FlopCounterMode has no formula for on torch 2.13 (measured): each must be refused by name
+@pytest.mark.parametrize("op, fn", [
+    ("aten.mv", lambda: torch.mv(_A, _v)),
+    ("aten.addmv", lambda: torch.addmv(_u, _A, _v)),
+    ("aten.addmv_", lambda: _u.clone().addmv_(_A, _v)),
+    ("aten.dot", lambda: _v @ _w),
+    ("aten.vdot", lambda: torch.vdot(_v, _w)),
+    ("aten.dot", lambda: torch.inner(_v, _w)),
+    ("aten.addr", lambda: torch.addr(_C, _u, torch.randn(_n))),
+    ("aten.addr_", lambda: _C.clone().addr_(_u, torch.randn(_n))),
+    ("aten.addbmm", lambda: torch.addbmm(_C, _bA, _bB)),
+    ("aten.addbmm_", lambda: _C.clone().addbmm_(_bA, _bB)),
+    ("aten.baddbmm_", lambda: _bC.clone().baddbmm_(_bA, _bB)),
+    ("aten.addmm_", lambda: _C.clone().addmm_(_A, _B)),
+    ("aten._addmm_activation", lambda: torch._addmm_activation(_C, _A, _B)),
+    ("aten._trilinear", lambda: F.bilinear(torch.randn(2, _k), torch.randn(2, _m), torch.randn(_n, _k, _m))),
+    ("aten._cdist_forward", lambda: torch.cdist(_A, torch.randn(6, _k))),
+])
+def test_uncountable_matrix_operators_are_refused(op, fn):
+    with pytest.raises(ValueError, match=re.escape(op)):
+        count_flops(fn)
+
+
+# what FlopCounterMode does count on torch 2.13, by decomposing into mm/bmm/baddbmm (measured): exact
+@pytest.mark.parametrize("fn, flops", [
+    (lambda: _A @ _B, 2 * _m * _k * _n),
+    (lambda: torch.mm(_A, _B, out=torch.empty(_m, _n)), 2 * _m * _k * _n),
+    (lambda: torch.addmm(_C, _A, _B), 2 * _m * _k * _n),
+    (lambda: torch.baddbmm(_bC, _bA, _bB), 2 * 2 * _m * _k * _n),
+    (lambda: _bA @ _B, 2 * 2 * _m * _k * _n),                    # batched @ matrix -> one mm
+    (lambda: _v @ _bB, 2 * 2 * _k * _n),                         # vector @ batch -> bmm
+    (lambda: torch.einsum("ij,jk->ik", _A, _B), 2 * _m * _k * _n),
+    (lambda: torch.einsum("i,i->", _v, _w), 2 * _k),             # einsum's dot goes through bmm
+    (lambda: torch.tensordot(_A, _B, dims=1), 2 * _m * _k * _n),
+    (lambda: torch.linalg.multi_dot([_A, _B, _B.T]), 2 * _m * _k * _n + 2 * _m * _n * _k),
+    (lambda: F.linear(_v, torch.randn(_n, _k)), 2 * _k * _n),    # 1-D input: unsqueezed to an mm
+    (lambda: torch.outer(_u, _v), 0),                            # element-wise mul: 0 by the convention
+])
+def test_decomposed_matrix_operators_are_counted_exactly(fn, flops):
+    assert count_flops(fn) == flops
+
+
+def test_fused_transformer_fast_path_is_refused():
+    # count_flops turns the fast path off; a function that turns it back on runs the fused
+    # aten._transformer_encoder_layer_fwd, which the old substring regex did not recognise
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True).eval()
+
+    def fast(x):
+        torch.backends.mha.set_fastpath_enabled(True)
+        try:
+            with torch.no_grad():
+                return layer(x)
+        finally:
+            torch.backends.mha.set_fastpath_enabled(False)
+
+    with pytest.raises(ValueError, match=r"aten\._transformer_encoder_layer_fwd.*fused kernel"):
+        count_flops(fast, torch.randn(2, 7, 8))
+
+
+@pytest.mark.parametrize("op", [
+    "aten.mm", "aten.addmm_", "aten.baddbmm_", "aten.mv", "aten.addmv", "aten.dot", "aten.vdot", "aten.addr",
+    "aten.linalg_multi_dot", "aten._transformer_encoder_layer_fwd", "aten._native_multi_head_attention",
+    "aten.mkldnn_rnn_layer", "aten._cudnn_rnn", "aten._scaled_dot_product_flash_attention_for_cpu",
+    "aten._thnn_fused_lstm_cell", "aten.convolution", "aten._trilinear", "aten._cdist_forward",
+    "aten._int_mm", "mkldnn._linear_pointwise", "onednn.qlinear_pointwise",
+])
+def test_matrix_operator_names_are_recognised(op):
+    assert _is_matrix_work(op)
+
+
+@pytest.mark.parametrize("op", [
+    "aten.mul", "aten.add_", "aten._softmax", "aten.native_layer_norm", "aten.lgamma", "aten.mvlgamma",
+    "aten.digamma", "aten.cummax", "aten.hamming_window", "aten.upsample_bilinear2d", "aten.addcmul",
+    "aten.addcdiv_", "aten._convert_indices_from_coo_to_csr", "aten.view", "aten.clone",
+])
+def test_element_wise_operator_names_are_not_matrix_work(op):
+    assert not _is_matrix_work(op)
+
+
+class _Recorder(TorchDispatchMode):
+    """Every operator that reaches a Python dispatch mode, independently of FlopCounterMode."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[str(func._overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+class _HookRecorder(_AuditedFlopCounter):
+    """The audited counter, also recording every operator its private ``_count_flops`` hook receives."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = collections.Counter()
+
+    def _count_flops(self, func_packet, out, args, kwargs):
+        self.seen[str(func_packet)] += 1
+        return super()._count_flops(func_packet, out, args, kwargs)
+
+
+def _families():
+    torch.manual_seed(0)
+    seq = torch.randn(2, 7, 6)
+    return {
+        "rnn": (nn.RNN(6, 5, batch_first=True), (seq,)),
+        "lstm": (nn.LSTM(6, 5, batch_first=True), (seq,)),
+        "gru": (nn.GRU(6, 5, batch_first=True), (seq,)),
+        "conv1d_stack": (nn.Sequential(nn.Conv1d(6, 8, 3, padding=1), nn.ReLU(), nn.Conv1d(8, 8, 3, padding=1)),
+                         (torch.randn(2, 6, 7),)),
+        "multihead_attention": (nn.MultiheadAttention(8, 2, batch_first=True), (torch.randn(2, 7, 8),) * 3),
+        "encoder_layer": (nn.TransformerEncoderLayer(8, 2, 16, batch_first=True), (torch.randn(2, 7, 8),)),
+    }
+
+
+@pytest.mark.parametrize("family", ["rnn", "lstm", "gru", "conv1d_stack", "multihead_attention", "encoder_layer"])
+@pytest.mark.parametrize("mode", ["train", "eval_no_grad"])
+def test_private_hook_sees_every_operator_of_each_family(family, mode):
+    module, inputs = _families()[family]
+    module.train(mode == "train")
+    with torch.set_grad_enabled(mode == "train"):
+        torch.manual_seed(1)
+        recorder = _Recorder()
+        with counting_context(), recorder:
+            module(*inputs)
+        torch.manual_seed(1)  # same dropout draws
+        hook = _HookRecorder(display=False)
+        with counting_context(), hook:
+            module(*inputs)
+    assert recorder.ops, "nothing reached the dispatch mode"
+    assert hook.seen == recorder.ops  # each operator, as many times as it ran
+    assert hook.get_total_flops() > 0
+    assert not [op for op in hook.uncounted if _is_matrix_work(op)]  # every product was counted
