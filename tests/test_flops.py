@@ -267,7 +267,6 @@ _bA, _bB, _bC = torch.randn(2, _m, _k), torch.randn(2, _k, _n), torch.randn(2, _
     ("aten.addmv_", lambda: _u.clone().addmv_(_A, _v)),
     ("aten.dot", lambda: _v @ _w),
     ("aten.vdot", lambda: torch.vdot(_v, _w)),
-    ("aten.dot", lambda: torch.inner(_v, _w)),
     ("aten.addr", lambda: torch.addr(_C, _u, torch.randn(_n))),
     ("aten.addr_", lambda: _C.clone().addr_(_u, torch.randn(_n))),
     ("aten.addbmm", lambda: torch.addbmm(_C, _bA, _bB)),
@@ -281,6 +280,17 @@ _bA, _bB, _bC = torch.randn(2, _m, _k), torch.randn(2, _k, _n), torch.randn(2, _
 def test_uncountable_matrix_operators_are_refused(op, fn):
     with pytest.raises(ValueError, match=re.escape(op)):
         count_flops(fn)
+
+
+def test_inner_product_is_counted_exactly_or_refused():
+    # torch.inner of two vectors: torch 2.4 decomposes it into a counted mm (2·k), torch 2.13 dispatches
+    # aten.dot (no formula): either is fine, a silent 0 is not
+    try:
+        flops = count_flops(lambda: torch.inner(_v, _w))
+    except ValueError as error:
+        assert "aten.dot" in str(error)
+    else:
+        assert flops == 2 * _k
 
 
 # what FlopCounterMode does count on torch 2.13, by decomposing into mm/bmm/baddbmm (measured): exact
