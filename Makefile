@@ -8,8 +8,17 @@ STAMP := $(VENV)/.installed
 # A stand-in for a fresh Colab runtime (only Colab's preinstalled packages + the test runner): nbval runs there.
 COLAB_VENV := .venv-colab
 COLAB_STAMP := $(COLAB_VENV)/.installed
-# nbval workers: each notebook stays on one kernel (--dist loadscope)
+# nbval workers: each notebook stays on one kernel (--dist loadscope); also the site build's parallel jobs
 NBVAL_WORKERS ?= 2
+
+# The site: `jupyter-book build` has no parallel option, so its configuration is exported to a conf.py
+# (plus the path of the book's local Sphinx extension) and built by sphinx-build with parallel jobs:
+# the notebooks then execute two at a time. The temporary conf.py is removed afterwards.
+define build_site
+	$(VENV)/bin/jupyter-book config sphinx . > /dev/null
+	@printf '\nimport os, sys\nsys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "book", "_ext"))\n' >> conf.py
+	$(VENV)/bin/sphinx-build -j $(NBVAL_WORKERS) -W -n --keep-going -q -b html . _build/html; status=$$?; rm -f conf.py; exit $$status
+endef
 
 .PHONY: help install book test test-utils test-hygiene test-notebooks test-book strip outputs clean
 
@@ -34,7 +43,7 @@ $(COLAB_STAMP): .ci/colab-requirements.txt
 
 book: install
 	@$(PY) .ci/set_repository.py --check
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(build_site)
 	@echo ""
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html in a browser."
 
@@ -54,7 +63,7 @@ test-notebooks: install $(COLAB_STAMP)
 
 test-book: install
 	rm -rf _build
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(build_site)
 
 strip: install
 	$(PY) .ci/notebook_outputs.py strip
