@@ -60,3 +60,72 @@ def test_bad_mask_arguments():
 def test_self_attention_shapes(n, heads, impl):
     layer = SelfAttention(8, heads=heads, impl=impl)
     assert layer(torch.randn(2, n, 8)).shape == (2, n, 8)
+
+
+# --- backends by capability (fake GPUs; the CPU for real) ---------------------------------------------
+
+from fake_devices import FAKE, use_fake_gpu  # noqa: E402
+
+from utils.attention import (available_attention_impls, check_sdpa_backend, fused_attention_impl,  # noqa: E402
+                             unavailable_backend_message)
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
+
+
+def test_available_impls_on_this_cpu():
+    impls = available_attention_impls("cpu", torch.float32)
+    assert impls[:2] == ["naive", "math"] and "efficient" not in impls and "cudnn" not in impls
+    assert fused_attention_impl("cpu", torch.float32) == ("flash" if "flash" in impls else None)
+
+
+@pytest.mark.parametrize("fake, dtype, impls, fused", [
+    ("t4", torch.float16, ["naive", "math", "efficient"], "efficient"),
+    ("t4", torch.bfloat16, ["naive", "math"], None),
+    ("a100", torch.float16, ["naive", "math", "flash", "efficient", "cudnn"], "flash"),
+    ("a100", torch.float32, ["naive", "math", "efficient"], "efficient"),
+    ("h100", torch.bfloat16, ["naive", "math", "flash", "efficient", "cudnn"], "flash"),
+])
+def test_available_impls_by_capability(monkeypatch, fake, dtype, impls, fused):
+    use_fake_gpu(monkeypatch, FAKE[fake])
+    assert available_attention_impls("cuda", dtype) == impls
+    assert fused_attention_impl("cuda", dtype) == fused
+
+
+def test_check_sdpa_backend_says_what_to_use_instead(monkeypatch):
+    use_fake_gpu(monkeypatch, FAKE["t4"])
+    assert check_sdpa_backend("efficient", "cuda", torch.float16) == "efficient"
+    with pytest.raises(ValueError, match=r"^flash needs compute capability >= 8.0 and fp16/bf16 .*; this GPU "
+                                         r"\(Tesla T4, sm75\) runs, in float16: math, efficient — use impl='efficient'\.$"):
+        check_sdpa_backend("flash", "cuda", torch.float16)
+    with pytest.raises(ValueError, match="runs, in bfloat16: math — use impl='math'"):
+        check_sdpa_backend("efficient", "cuda", torch.bfloat16)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        check_sdpa_backend("fastest", "cuda", torch.float16)
+
+
+def test_unavailable_message_offers_a_16_bit_dtype_on_ampere(monkeypatch):
+    use_fake_gpu(monkeypatch, FAKE["a100"])
+    msg = unavailable_backend_message("flash", "cuda", torch.float32)
+    assert "NVIDIA A100-SXM4-40GB, sm80" in msg and msg.endswith("use impl='efficient' or dtype=torch.float16.")
+
+
+def test_sdpa_attention_forced_backend_that_cannot_run_is_a_value_error():
+    q = torch.randn(1, 2, 8, 16)
+    with pytest.raises(ValueError, match=r"efficient needs a CUDA GPU.*this CPU"):
+        sdpa_attention(q, q, q, backend="efficient")
+    with pytest.raises(ValueError, match="cudnn needs"):
+        sdpa_attention(q, q, q, backend="cudnn")
+
+
+@requires_cuda
+def test_cuda_every_available_backend_matches_naive():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 128, 64, generator=g).to("cuda", torch.float16) for _ in range(3))
+    ref = naive_attention(q.float(), k.float(), v.float())
+    for impl in available_attention_impls("cuda", torch.float16)[1:]:
+        out = sdpa_attention(q, k, v, backend=impl)
+        assert torch.allclose(out.float(), ref, atol=2e-2), impl
+    cap = torch.cuda.get_device_capability()
+    if cap < (8, 0):
+        with pytest.raises(ValueError, match="flash needs compute capability >= 8.0"):
+            sdpa_attention(q, k, v, backend="flash")

@@ -148,3 +148,21 @@ def test_checkpointed_stack_same_output_and_grads_less_memory():
 def test_bad_inputs_raise_value_error(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_blocked_local_attention_is_guarded():
+    from utils.efficient import blocked_local_attention_bytes
+
+    q = torch.randn(1, 2, 64, 8)
+    planned = blocked_local_attention_bytes(64, 8, 4, 2)
+    assert planned > 3 * local_attention_scores_numel(64, 4, 1, 2) * 4
+    with pytest.raises(ValueError, match="refusing blocked local attention"):
+        blocked_local_attention(q, q, q, 4, limit_bytes=planned - 1)
+    assert blocked_local_attention(q, q, q, 4, limit_bytes=planned).shape == q.shape
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
+def test_cuda_blocked_local_attention_matches_naive():
+    q, k, v = (torch.randn(1, 2, 300, 16, device="cuda", dtype=torch.float64) for _ in range(3))
+    expected = naive_attention(q, k, v, local_mask(300, 7, device="cuda"))
+    assert torch.allclose(blocked_local_attention(q, k, v, 7), expected, atol=1e-10)

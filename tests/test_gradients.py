@@ -192,3 +192,18 @@ def test_decay_rate_bad_inputs(args, message):
     from utils.gradients import decay_rate_per_step
     with pytest.raises(ValueError, match=message):
         decay_rate_per_step(*args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
+def test_cuda_model_with_a_cpu_sequence_gives_the_cpu_answer():
+    from utils.gradients import lstm_cell_gradient_norms
+
+    torch.manual_seed(0)
+    lstm = nn.LSTM(4, 4, batch_first=True)
+    x = torch.randn(12, 4)
+    cpu = gradient_norms_vs_distance(lstm, x)
+    gpu = gradient_norms_vs_distance(lstm.to("cuda"), x)           # x stays on the CPU
+    assert gpu.device.type == "cpu" and torch.allclose(gpu, cpu, rtol=1e-6, atol=1e-12)
+    g_cpu, f_cpu = lstm_cell_gradient_norms(lstm.cpu(), x)
+    g_gpu, f_gpu = lstm_cell_gradient_norms(lstm.to("cuda"), x)
+    assert torch.allclose(g_gpu, g_cpu, rtol=1e-6, atol=1e-12) and torch.allclose(f_gpu, f_cpu, atol=1e-12)

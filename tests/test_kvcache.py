@@ -127,3 +127,14 @@ def test_bad_inputs_are_clear_errors(call, message):
     model = TinyDecoder(max_len=128)
     with pytest.raises(ValueError, match=message):
         call(model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
+def test_cuda_generate_with_a_cpu_prompt():
+    torch.manual_seed(0)
+    model = TinyDecoder(vocab=32, d_model=32, heads=4, layers=2, d_ff=64, max_len=64).double().eval()
+    prompt = torch.randint(0, 32, (2, 5))
+    on_cpu = generate(model, prompt, 8)
+    on_gpu = generate(model.to("cuda"), prompt, 8)                # the prompt stays on the CPU
+    assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), on_cpu)
+    assert torch.equal(generate(model, prompt, 8, use_cache=False).cpu(), on_cpu)

@@ -7,9 +7,14 @@ from hypothesis import given, settings, strategies as st
 from utils import memory
 from utils.complexity import attention_weights_bytes, max_seq_len
 from utils.measure import check_fits, guard_attention, peak_memory
-from utils.memory import (GIB, MIB, TransformerBlock, attention_peak_memory, bytes_per_element, cuda_oom_edge,
-                          format_bytes, free_memory_bytes, largest_passing, parameter_bytes,
-                          training_peak_memory)
+from utils.memory import (GIB, MIB, TransformerBlock, attention_peak_memory, attention_plan_bytes, bytes_per_element,
+                          cuda_oom_edge, fits_by_trying, format_bytes, free_memory_bytes, guard_large,
+                          is_allocation_failure, largest_passing, largest_that_fits, parameter_bytes,
+                          sweep_that_fits, training_peak_memory)
+
+from fake_devices import FAKE, use_fake_gpu
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
 
 
 # ---------------------------------------------------------------- closed forms
@@ -118,7 +123,7 @@ def test_peak_memory_bad_inputs():
         peak_memory(lambda: None, "meta")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@requires_cuda
 def test_peak_memory_cuda_known_allocation():
     n = 1 << 20
     assert peak_memory(lambda: torch.empty(n, device="cuda"), "cuda") >= 4 * n
@@ -157,18 +162,28 @@ def test_free_memory_is_positive():
     assert free_memory_bytes("cpu") > 0
 
 
-def test_meminfo_parser(tmp_path):
-    f = tmp_path / "meminfo"
-    f.write_text("MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:    8000000 kB\n")
-    assert memory._meminfo_available(str(f)) == 8_000_000 * 1024
-    f.write_text("MemTotal: 5 kB\n")
-    assert memory._meminfo_available(str(f)) is None
-    assert memory._meminfo_available(str(tmp_path / "missing")) is None
+def test_free_memory_cpu_uses_the_smallest_of_cgroup_and_meminfo(monkeypatch):
+    from utils import env
+
+    monkeypatch.setattr(env, "cpu_memory_bytes", lambda: (8 * GIB, 3 * GIB))
+    assert free_memory_bytes("cpu") == 3 * GIB
 
 
-def test_free_memory_falls_back_when_meminfo_is_missing(monkeypatch):
-    monkeypatch.setattr(memory, "_meminfo_available", lambda path="/proc/meminfo": None)
+def test_free_memory_falls_back_when_nothing_is_known(monkeypatch):
+    from utils import env
+
+    monkeypatch.setattr(env, "cpu_memory_bytes", lambda: (None, None))
     assert free_memory_bytes("cpu") > 0
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        free_memory_bytes("meta")
+
+
+def test_free_memory_cuda_adds_what_the_allocator_holds_unused(monkeypatch):
+    # the driver sees 2 GiB free; PyTorch has reserved 5 GiB of which 1 GiB is allocated: 6 GiB are free
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * GIB, 16 * GIB))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 5 * GIB)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1 * GIB)
+    assert free_memory_bytes("cuda:0") == 6 * GIB
 
 
 def test_check_fits_accepts_small_and_refuses_large():
@@ -232,8 +247,143 @@ def test_largest_passing_bad_range_and_cuda_only():
         cuda_oom_edge(1, 1, "cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@requires_cuda
 def test_cuda_oom_edge_is_near_max_seq_len():
     free = free_memory_bytes("cuda")
     edge = cuda_oom_edge(1, 8, "cuda", torch.float16, "weights")
     assert 0.8 * max_seq_len(free, 1, 8, 2) <= edge <= max_seq_len(free, 1, 8, 2) + 1
+
+
+# ---------------------------------------------------------------- allocation failures
+
+@pytest.mark.parametrize("exc, expected", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"), True),
+    (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), True),
+    (RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), True),
+    (RuntimeError("CUDA error: CUBLAS_STATUS_NOT_INITIALIZED when calling `cublasCreate(handle)`"), True),
+    (RuntimeError("some other bug"), False),
+    (RuntimeError("No available kernel. Aborting execution."), False),
+    (ValueError("out of memory"), False),          # not a RuntimeError: never a CUDA allocation failure
+])
+def test_is_allocation_failure(exc, expected):
+    assert is_allocation_failure(exc) is expected
+
+
+def test_fits_by_trying_counts_alloc_failures_and_reraises_bugs():
+    def fail_with(message):
+        def run():
+            raise RuntimeError(message)
+        return run
+
+    assert fits_by_trying(lambda: None, "cpu") is True
+    assert fits_by_trying(fail_with("CUBLAS_STATUS_ALLOC_FAILED"), "cpu") is False
+    with pytest.raises(RuntimeError, match="some other bug"):
+        fits_by_trying(fail_with("some other bug"), "cpu")
+
+
+def test_oom_search_with_a_fake_cublas_failure_finds_the_edge():
+    def attempt(n):
+        def run():
+            if n > 3000:
+                raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasSgemm`")
+            if n > 2000:
+                raise torch.OutOfMemoryError("CUDA out of memory.")
+        return run
+
+    assert largest_passing(lambda n: fits_by_trying(attempt(n), "cpu"), 1, 10_000) == 2000
+
+
+def test_oom_search_stops_on_a_real_bug():
+    def attempt(n):
+        def run():
+            if n > 50:
+                raise RuntimeError("some other bug")
+        return run
+
+    with pytest.raises(RuntimeError, match="some other bug"):
+        largest_passing(lambda n: fits_by_trying(attempt(n), "cpu"), 1, 100)
+
+
+# ---------------------------------------------------------------- sweeps sized from free memory
+
+# II-02's GPU sweep: B=2, h=8, d=64 in fp16, naive attention (scores, weights and a spare copy)
+def _naive_fp16(n):
+    return attention_plan_bytes(2, 8, n, 64, 2, copies=3)
+
+
+@pytest.mark.parametrize("fake, largest", [("t4", 8192), ("a100", 8192), ("h100", 16384)])
+def test_sweep_that_fits_each_gpu(fake, largest):
+    free = FAKE[fake][0].free_bytes
+    ns = sweep_that_fits([1024, 2048, 4096, 8192, 16384, 32768], _naive_fp16, "cuda", free_bytes=free)
+    assert ns[-1] == largest and ns[0] == 1024
+    assert largest_that_fits([16384, 1024, 4096], _naive_fp16, "cuda", free_bytes=free) == \
+        (16384 if largest == 16384 else 4096)
+    for n in ns:   # every kept size passes the guard's own margin
+        assert _naive_fp16(n) <= 0.5 * free
+
+
+def test_sweep_that_fits_margin_limit_and_refusal():
+    assert sweep_that_fits([1, 2, 3, 4], lambda n: n * GIB, "cpu", fraction=0.5, free_bytes=6 * GIB) == [1, 2, 3]
+    assert sweep_that_fits([1, 2, 3, 4], lambda n: n * GIB, "cpu", free_bytes=6 * GIB, limit_bytes=2 * GIB) == [1, 2]
+    with pytest.raises(ValueError, match="not even the smallest size 1 fits"):
+        sweep_that_fits([1, 2], lambda n: n * GIB, "cpu", free_bytes=GIB)
+    with pytest.raises(ValueError, match="candidates is empty"):
+        sweep_that_fits([], lambda n: n, "cpu")
+    with pytest.raises(ValueError, match="fraction"):
+        sweep_that_fits([1], lambda n: n, "cpu", fraction=0)
+    with pytest.raises(ValueError, match="bytes_for must be a callable"):
+        sweep_that_fits([1], 3, "cpu")
+
+
+def test_guard_large_skips_small_allocations():
+    assert guard_large(1024, "cpu") == 1024
+    with pytest.raises(ValueError, match="cap"):
+        guard_large(1024, "cpu", limit_bytes=512)
+    with pytest.raises(ValueError, match="refusing"):
+        guard_large(10**18, "cpu")
+
+
+# ---------------------------------------------------------------- backends by capability
+
+@pytest.mark.parametrize("fake", ["t4", "a100", "h100"])
+def test_attention_peak_memory_refuses_a_backend_the_gpu_lacks(monkeypatch, fake):
+    desc = use_fake_gpu(monkeypatch, FAKE[fake])
+    if fake == "t4":
+        with pytest.raises(ValueError, match=r"flash needs compute capability >= 8.0 .*this GPU \(Tesla T4, sm75\) "
+                                             r"runs, in float16: math, efficient — use impl='efficient'"):
+            attention_peak_memory("flash", 1, 8, 1024, 64, "cuda", torch.float16)
+        with pytest.raises(ValueError, match="cudnn needs"):
+            attention_peak_memory("cudnn", 1, 8, 1024, 64, "cuda", torch.float16)
+    # flash never runs in float32 on CUDA: the message offers a 16-bit dtype on sm80+
+    match = r"or dtype=torch.float16" if desc.capability >= (8, 0) else r"use impl='efficient'\.$"
+    with pytest.raises(ValueError, match=match):
+        attention_peak_memory("flash", 1, 8, 1024, 64, "cuda", torch.float32)
+
+
+def test_attention_peak_memory_refuses_efficient_on_a_cpu():
+    with pytest.raises(ValueError, match=r"efficient needs a CUDA GPU.*use impl='flash'"):
+        attention_peak_memory("efficient", 1, 1, 64, 8, "cpu")
+
+
+@requires_cuda
+def test_cuda_attention_peak_memory_every_available_impl():
+    from utils.attention import available_attention_impls
+
+    impls = available_attention_impls("cuda", torch.float16)
+    peaks = {impl: attention_peak_memory(impl, 1, 4, 2048, 64, "cuda", torch.float16) for impl in impls}
+    assert peaks["naive"] >= 2 * attention_weights_bytes(1, 4, 2048, 2)
+    for impl in set(impls) & {"flash", "efficient", "cudnn"}:
+        assert peaks[impl] < attention_weights_bytes(1, 4, 2048, 2), (impl, peaks)
+    for impl in {"flash", "efficient", "cudnn"} - set(impls):
+        with pytest.raises(ValueError, match="use impl="):
+            attention_peak_memory(impl, 1, 4, 2048, 64, "cuda", torch.float16)
+
+
+@requires_cuda
+def test_cuda_oom_edge_of_naive_attention_is_below_its_prediction():
+    free = free_memory_bytes("cuda")
+    edge = cuda_oom_edge(1, 8, "cuda", torch.float16, "naive")
+    assert 0 < edge <= max_seq_len(free, 1, 8, 2, overhead=2) + 1
+    assert torch.cuda.memory_allocated() < 64 * MIB     # everything was released after the search
+

@@ -139,3 +139,15 @@ def test_unsquared_profile_sees_a_512_layer_dependency_that_squaring_would_lose(
     prof = input_gradient_profile(stack, 513, 1, position=512, squared=False)
     assert prof[0] > 0 and prof[0] == pytest.approx(3.0**-512, rel=1e-6)
     assert input_gradient_profile(stack, 513, 1, position=512)[0] == 0  # (3^-512)^2 underflows float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
+def test_cuda_module_profiles_and_reachability_match_the_cpu():
+    from utils.reachability import reachability
+
+    torch.manual_seed(0)
+    stack = ConvStack(4, 3, 2)
+    cpu_profile = input_gradient_profile(stack, 16, 4)
+    gpu_profile = input_gradient_profile(stack.to("cuda"), 16, 4)
+    assert gpu_profile.device.type == "cpu" and torch.allclose(gpu_profile, cpu_profile, rtol=1e-6)
+    assert torch.equal(reachability(stack, 16, 4), reachability(stack.cpu(), 16, 4))

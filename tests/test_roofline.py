@@ -129,3 +129,29 @@ def test_time_best_is_a_minimum_of_medians_and_peak_takes_sizes():
     assert 1e6 < peak < 1e14
     t = time_attention_stages(*(torch.randn(1, 1, 16, 4) for _ in range(3)), min_run_time=0.01, repeats=2)
     assert list(t) == ["QKᵀ", "scale", "softmax", "PV"]
+
+
+# --- guards --------------------------------------------------------------------------------------------
+
+def test_roofline_allocators_are_guarded():
+    from utils.roofline import attention_stages_bytes, copy_bandwidth, matmul_peak_flops, time_attention_stages
+
+    with pytest.raises(ValueError, match="refusing a 1e\\+09 MiB copy"):
+        copy_bandwidth("cpu", mebibytes=1e9)
+    with pytest.raises(ValueError, match="refusing a 10000000×10000000 matrix product"):
+        matmul_peak_flops("cpu", size=[64, 10**7])
+    q = torch.randn(1, 2, 64, 8)
+    assert attention_stages_bytes(1, 2, 64, 8, 4) == (5 * 2 * 64 * 64 + 2 * 2 * 64 * 8) * 4
+    with pytest.raises(ValueError, match="cap"):
+        time_attention_stages(q, q, q, limit_bytes=attention_stages_bytes(1, 2, 64, 8, 4) - 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
+def test_cuda_roofline_and_stages_run():
+    from utils.roofline import measure_roofline, time_attention_stages
+
+    roof = measure_roofline("cuda", matmul_size=2048, copy_mebibytes=256, repeats=1, min_run_time=0.02)
+    assert roof.peak_flops_per_s > 1e12 and roof.bandwidth_bytes_per_s > 1e11 and roof.tf32 is not None
+    q = torch.randn(1, 4, 1024, 64, device="cuda")
+    stages = time_attention_stages(q, q, q, min_run_time=0.01)
+    assert all(t.median > 0 for t in stages.values())

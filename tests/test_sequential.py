@@ -1,4 +1,4 @@
-"""Tests of utils.sequential, utils.timing.time_forward_vs_n and utils.env.load_reference."""
+"""Tests of utils.sequential and utils.timing.time_forward_vs_n."""
 
 import json
 
@@ -58,29 +58,6 @@ def test_time_forward_vs_n_inference_mode_switch():
 def test_time_forward_vs_n_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         time_forward_vs_n(kwargs["fn"], kwargs["ns"], kwargs["make_input"], min_run_time=0.001)
-
-
-# --- load_reference ----------------------------------------------------------------------------------
-
-
-def test_load_reference_absent_is_none(tmp_path):
-    assert load_reference("no_such_reference_file", directory=tmp_path) is None
-
-
-def test_load_reference_reads_json_object(tmp_path):
-    (tmp_path / "ref.json").write_text(json.dumps({"provenance": {"device": "X"}, "ns": [1, 2]}))
-    assert load_reference("ref", directory=tmp_path)["ns"] == [1, 2]
-    assert load_reference("ref.json", directory=tmp_path)["provenance"]["device"] == "X"
-
-
-def test_load_reference_rejects_paths_and_non_objects(tmp_path):
-    with pytest.raises(ValueError, match="plain file name"):
-        load_reference("../secrets")
-    with pytest.raises(ValueError, match="plain file name"):
-        load_reference("")
-    (tmp_path / "list.json").write_text("[1, 2]")
-    with pytest.raises(ValueError, match="JSON object"):
-        load_reference("list", directory=tmp_path)
 
 
 # --- backbones ---------------------------------------------------------------------------------------
@@ -176,3 +153,31 @@ def test_main_writes_reference_file(tmp_path, monkeypatch):
     rec = load_reference("ref", directory=tmp_path)
     assert rec["ns"] == [8, 16] and rec["serial_vs_batched"]["n"] == 1024
     assert rec["provenance"]["gpu"] is False and "command" in rec["provenance"]
+
+
+# --- sized from the device, guarded ------------------------------------------------------------------
+
+def test_forward_time_sweep_refuses_before_allocating():
+    # n = 10**6: one (2, 4, n, n) float32 tensor is 32 TB, refused before anything is built
+    with pytest.raises(ValueError, match="refusing a forward at n=1000000"):
+        forward_time_sweep([8, 10**6], d_model=8, device="cpu")
+    with pytest.raises(ValueError, match="ns is empty"):
+        forward_time_sweep([], device="cpu")
+
+
+@pytest.mark.parametrize("free_gib, largest", [(14.4, 8192), (22.0, 16384), (78.0, 16384)])
+def test_default_gpu_sweep_is_sized_from_free_memory(monkeypatch, free_gib, largest):
+    from utils import memory
+
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda device: int(free_gib * 2**30))
+    cfg = sequential.default_sweep("cuda")
+    assert cfg["ns"][-1] == largest and cfg["ns"][0] == 64
+    assert sequential.default_sweep("cpu")["ns"] == sequential.CPU_SWEEP["ns"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
+def test_cuda_forward_time_sweep_runs_and_synchronises():
+    rec = forward_time_sweep([64, 256], d_model=16, batch=1, device="cuda", min_run_time=0.01)
+    assert rec["provenance"]["device_type"] == "cuda" and rec["provenance"]["capability"]
+    assert all(t > 0 for ts in rec["median_s"].values() for t in ts)
+

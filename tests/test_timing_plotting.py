@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pytest
 from hypothesis import given, strategies as st
 
@@ -29,3 +30,12 @@ def test_time_call_returns_positive_median():
 def test_time_call_rejects_bad_budget():
     with pytest.raises(ValueError, match="min_run_time"):
         time_call(lambda: None, min_run_time=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
+def test_cuda_time_call_waits_for_the_kernel():
+    # torch.cuda._sleep spins the GPU for a number of clock cycles; launching it takes microseconds.
+    # 20 M cycles is >= 8 ms below 2.5 GHz: a timing that did not synchronise would report the launch.
+    cycles = 20_000_000
+    t = time_call(lambda: torch.cuda._sleep(cycles), min_run_time=0.05)
+    assert t.median > 4e-3, t

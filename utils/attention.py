@@ -6,6 +6,12 @@ Conventions used everywhere in the course:
 * a boolean ``mask`` is ``True`` where a query **may** attend to a key (``mask[j, i]``: query j, key i);
 * ``radius`` r of local attention: query j sees keys i with ``|j - i| <= r`` (centred) or
   ``0 <= j - i <= r`` (causal), i.e. a window of ``2r + 1`` or ``r + 1`` keys.
+
+Which SDPA backends exist depends on the device *and* the dtype: a CPU has MATH and FLASH; a T4
+(sm75) MATH and the memory-efficient kernel but no flash; an A100/H100/H200 all four, flash only in
+fp16/bf16. :func:`available_attention_impls` says what a chapter can show here (probed, see
+:func:`utils.env.sdpa_backends`), and :func:`check_sdpa_backend` turns a request for a backend that
+does not run into a ``ValueError`` that says what to use instead — not torch's "No available kernel".
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from utils import env as _env
 from utils.validate import check_choice, check_int, check_positive_int
 
 BACKENDS = {
@@ -25,6 +32,55 @@ BACKENDS = {
     "efficient": SDPBackend.EFFICIENT_ATTENTION,
     "cudnn": SDPBackend.CUDNN_ATTENTION,
 }
+
+
+#: Order of preference when a memory-saving kernel is wanted: the first that runs is suggested.
+FUSED_PREFERENCE = ("flash", "cudnn", "efficient")
+
+
+def available_attention_impls(device=None, dtype: torch.dtype | None = None, head_dim: int = 64) -> list[str]:
+    """The attention implementations that run on ``device`` in ``dtype``: ``"naive"`` (always) and every
+    SDPA backend the probe found (:func:`utils.env.sdpa_backends`), in the order ``naive, math, flash,
+    efficient, cudnn``. ``dtype`` defaults to :func:`utils.env.default_dtype` (float32 on a CPU,
+    float16 on CUDA).
+
+    A chapter that shows a fused kernel asks this function and says in its text which one it shows,
+    e.g. flash on an A100, efficient on a T4, flash (PyTorch's CPU kernel) on a laptop.
+    """
+    return ["naive", *_env.sdpa_backends(device, dtype, head_dim)]
+
+
+def fused_attention_impl(device=None, dtype: torch.dtype | None = None, head_dim: int = 64) -> str | None:
+    """The memory-saving SDPA backend to show here — the first of :data:`FUSED_PREFERENCE` that runs
+    on ``device`` in ``dtype`` — or ``None`` when only MATH runs."""
+    runs = _env.sdpa_backends(device, dtype, head_dim)
+    return next((b for b in FUSED_PREFERENCE if b in runs), None)
+
+
+def unavailable_backend_message(backend: str, device=None, dtype: torch.dtype | None = None,
+                                head_dim: int = 64) -> str:
+    """Why ``backend`` does not run here and what to use instead, in one sentence, e.g. "flash needs
+    compute capability >= 8.0 and fp16/bf16 …; this GPU (Tesla T4, sm75) runs, in float16: math,
+    efficient — use impl='efficient'"."""
+    desc = _env.describe_device(device, dtype, head_dim)
+    runs = desc.sdpa_backends
+    where = (f"this GPU ({desc.name}, {desc.sm})" if desc.type == "cuda" else f"this CPU ({desc.name})")
+    suggestion = next((b for b in FUSED_PREFERENCE if b in runs), "math" if "math" in runs else "naive")
+    hint = f"use impl='{suggestion}'"
+    if backend in ("flash", "cudnn") and desc.type == "cuda" and desc.dtype == "float32" and desc.capability \
+            and desc.capability >= (8, 0):
+        hint += " or dtype=torch.float16"
+    return (f"{backend} needs {_env.SDPA_REQUIREMENTS[backend]}; {where} runs, in {desc.dtype}: "
+            f"{', '.join(runs) or 'none'} — {hint}.")
+
+
+def check_sdpa_backend(backend: str, device=None, dtype: torch.dtype | None = None, head_dim: int = 64) -> str:
+    """Return ``backend`` if that SDPA backend runs on ``device`` in ``dtype``; else raise a ``ValueError``
+    saying what it needs and what to use instead (:func:`unavailable_backend_message`)."""
+    check_choice("backend", backend, BACKENDS)
+    if backend not in _env.sdpa_backends(device, dtype, head_dim):
+        raise ValueError(unavailable_backend_message(backend, device, dtype, head_dim))
+    return backend
 
 
 def causal_mask(n: int, device=None) -> torch.Tensor:
@@ -58,12 +114,23 @@ def sdpa_attention(q, k, v, mask: torch.Tensor | None = None, backend: str | Non
     """``F.scaled_dot_product_attention`` with an optional forced backend (``"math"``, ``"flash"``, …).
 
     On CPU only ``"math"`` and ``"flash"`` exist; the flash kernel does not accept an arbitrary mask.
+    A forced backend that cannot run these inputs raises ``ValueError`` saying what runs here
+    (see :func:`available_attention_impls`) instead of torch's "No available kernel".
     """
     if backend is None:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     check_choice("backend", backend, BACKENDS)
-    with sdpa_kernel(BACKENDS[backend]):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    try:
+        with sdpa_kernel(BACKENDS[backend]):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    except RuntimeError as exc:
+        if "no available kernel" not in str(exc).lower() and "no viable backend" not in str(exc).lower():
+            raise
+        reason = unavailable_backend_message(backend, q.device, q.dtype, q.shape[-1]) \
+            if backend not in _env.sdpa_backends(q.device, q.dtype, q.shape[-1]) else \
+            (f"{backend} runs on {q.device} in {q.dtype} but not on these inputs"
+             + (" (it takes no arbitrary attn_mask; use 'math' or 'efficient' with a mask)" if mask is not None else ""))
+        raise ValueError(reason) from None
 
 
 class SelfAttention(nn.Module):

@@ -34,7 +34,7 @@ from utils.attention import SelfAttention, local_mask
 from utils.validate import check_int, check_positive_int
 
 __all__ = [
-    "default_block_size", "blocked_local_attention", "local_attention_flops", "local_attention_pairs",
+    "default_block_size", "blocked_local_attention", "blocked_local_attention_bytes", "local_attention_flops", "local_attention_pairs",
     "local_attention_scores_numel", "local_attention_layers", "DownsampledAttention",
     "downsampled_reachability", "layers_needed", "CheckpointedStack", "training_step",
 ]
@@ -65,8 +65,24 @@ def _geometry(n: int, radius: int, causal: bool, block_size: int | None) -> tupl
     return b, blocks, keys
 
 
+def blocked_local_attention_bytes(n: int, head_dim: int, radius: int, batch: int = 1, heads: int = 1, *,
+                                  causal: bool = False, block_size: int | None = None,
+                                  bytes_per_element: int = 4) -> int:
+    """Planned bytes of one :func:`blocked_local_attention` call beyond its inputs: three tensors of
+    :func:`local_attention_scores_numel` scores (scores, mask fill, weights), the padded and windowed
+    keys and values (up to ``keys/b`` times the inputs each) and the padded queries and the output."""
+    b, blocks, keys = _geometry(n, radius, causal, block_size)
+    batch, heads = check_positive_int("batch", batch), check_positive_int("heads", heads)
+    head_dim = check_positive_int("head_dim", head_dim)
+    scores = batch * heads * blocks * b * keys
+    windows = 2 * batch * heads * blocks * keys * head_dim
+    rows = 2 * batch * heads * blocks * b * head_dim
+    return (3 * scores + windows + rows) * check_positive_int("bytes_per_element", bytes_per_element)
+
+
 def blocked_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, radius: int, *,
-                            causal: bool = False, block_size: int | None = None) -> torch.Tensor:
+                            causal: bool = False, block_size: int | None = None, fraction: float = 0.5,
+                            limit_bytes: int | None = None) -> torch.Tensor:
     """Local self-attention that computes only the scores inside the window, block by block.
 
     Same result as ``naive_attention(q, k, v, local_mask(n, radius, causal))`` (to rounding), but the
@@ -75,7 +91,10 @@ def blocked_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
     queries may see — a strided *view* of the padded keys, so nothing ``n × n`` is ever built. Scores and
     FLOPs are ``O(n·(b + 2r))`` instead of ``O(n²)``: :func:`local_attention_flops` gives the exact count.
 
-    ``q``, ``k``, ``v``: ``(..., n, head_dim)``, all the same shape.
+    ``q``, ``k``, ``v``: ``(..., n, head_dim)``, all the same shape. Guarded: a plan
+    (:func:`blocked_local_attention_bytes`) of 64 MiB or more must fit in ``fraction`` of the free
+    memory of ``q``'s device (:func:`utils.memory.guard_large`; smaller calls are not checked, so that
+    timing loops do not pay for reading the free memory).
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor) or t.dim() < 2:
@@ -86,6 +105,13 @@ def blocked_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
                          f"{tuple(k.shape)}, {tuple(v.shape)}.")
     *lead, n, dh = q.shape
     b, blocks, keys = _geometry(n, radius, causal, block_size)
+    lead_numel = math.prod(lead)
+    if lead_numel and dh:
+        from utils.memory import guard_large
+
+        guard_large(blocked_local_attention_bytes(n, dh, radius, lead_numel, causal=causal, block_size=block_size,
+                                                  bytes_per_element=q.element_size()),
+                    q.device, fraction, limit_bytes, what=f"blocked local attention at n={n}, radius={radius}")
     r = radius
     n_pad = blocks * b
     left, right = r, n_pad - n + (0 if causal else r)

@@ -29,6 +29,7 @@ import numbers
 import torch
 from torch import nn
 
+from utils.env import module_device
 from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
 
 NORMS = {"spectral": 2, "frobenius": "fro"}
@@ -207,12 +208,14 @@ def gradient_norms_vs_distance(model, x: torch.Tensor, *, norm: str = "spectral"
     return ``(output, state)`` like PyTorch's recurrent modules. The gradient of ``y_{n-1}`` then
     reaches only the last ``window`` inputs: ``G[k] == 0`` exactly for ``k >= window``.
 
-    Returns a 1-D float64 tensor of length n.
+    ``x`` is moved to the model's device (a CUDA model works with a CPU ``x``). Returns a 1-D float64
+    tensor of length n, on the CPU.
     """
     check_choice("norm", norm, NORMS)
     x = _as_sequence(x)
     if window is not None:
         window = check_positive_int("window", window, hint="window is the truncation length in steps.")
+    x = x.to(module_device(model))
     if isinstance(model, nn.Module):
         model = copy.deepcopy(model).to(dtype).eval()
     n, d_in = x.shape
@@ -233,10 +236,10 @@ def gradient_norms_vs_distance(model, x: torch.Tensor, *, norm: str = "spectral"
             state = _detach_state(state)
             outs.append(out)
         y = torch.cat(outs, dim=1)
-    eye = torch.eye(d_out, dtype=dtype)
+    eye = torch.eye(d_out, dtype=dtype, device=xb.device)
     (grad,) = torch.autograd.grad(y[:, -1, :], xb, grad_outputs=eye, allow_unused=False)
     norms = _row_norms(grad, norm)  # position order 0 … n-1
-    return norms.flip(0).detach()
+    return norms.flip(0).detach().cpu()
 
 
 def lstm_cell_gradient_norms(lstm: nn.LSTM, x: torch.Tensor, *, norm: str = "spectral",
@@ -258,7 +261,7 @@ def lstm_cell_gradient_norms(lstm: nn.LSTM, x: torch.Tensor, *, norm: str = "spe
         raise ValueError("lstm_cell_gradient_norms needs a one-layer, unidirectional, batch_first "
                          "nn.LSTM without projection.")
     check_choice("norm", norm, NORMS)
-    x = _as_sequence(x)
+    x = _as_sequence(x).to(module_device(lstm))
     n, d_in = x.shape
     if d_in != lstm.input_size:
         raise ValueError(f"x has {d_in} features but the LSTM expects input_size={lstm.input_size}.")
@@ -269,7 +272,7 @@ def lstm_cell_gradient_norms(lstm: nn.LSTM, x: torch.Tensor, *, norm: str = "spe
     c = xb.new_zeros(1, hid, hid)
     cells, forgets = [], []
     w_ih, w_hh = lstm.weight_ih_l0, lstm.weight_hh_l0
-    b = lstm.bias_ih_l0 + lstm.bias_hh_l0 if lstm.bias else torch.zeros(4 * hid, dtype=dtype)
+    b = lstm.bias_ih_l0 + lstm.bias_hh_l0 if lstm.bias else torch.zeros(4 * hid, dtype=dtype, device=x.device)
     for t in range(n):
         with torch.no_grad():
             gates = xb[0, t] @ w_ih.T + h[0, 0] @ w_hh.T + b
@@ -278,14 +281,14 @@ def lstm_cell_gradient_norms(lstm: nn.LSTM, x: torch.Tensor, *, norm: str = "spe
         _, (h, c) = lstm(xb[:, t:t + 1], (h, c))
     # cells[t] is the state *entering* step t (c_{t-1}); append the final one as c_{n-1}.
     c_last = c
-    eye = torch.eye(hid, dtype=dtype)
+    eye = torch.eye(hid, dtype=dtype, device=x.device)
     grads = torch.autograd.grad(c_last[0], cells[1:], grad_outputs=eye, allow_unused=True)
     norms = [torch.linalg.matrix_norm(eye, ord=NORMS[norm])]  # k = 0: ∂c_T/∂c_T = I
     # cells[t] for t >= 1 is c_{t-1}, at distance k = n - t
     for g in reversed(grads):
         norms.append(torch.linalg.matrix_norm(g[0], ord=NORMS[norm]) if g is not None
-                     else torch.zeros((), dtype=dtype))
-    return torch.stack(norms).detach(), torch.stack(forgets)
+                     else torch.zeros((), dtype=dtype, device=x.device))
+    return torch.stack(norms).detach().cpu(), torch.stack(forgets).cpu()
 
 
 def decay_rate_per_step(norms, start: int = 0, stop: int | None = None) -> float:

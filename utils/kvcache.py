@@ -231,9 +231,10 @@ def generate(model: TinyDecoder, prompt: torch.Tensor, new_tokens: int, use_cach
     capacity ``t0 + new_tokens``; every later step feeds only the newest token. ``use_cache=False``:
     every step runs the model on all tokens so far. Both return the same ``(batch, t0 + new_tokens)``
     tokens. With ``return_cache`` (and ``use_cache``) the cache is returned too. The planned memory is
-    checked by the guard before anything is allocated.
+    checked by the guard before anything is allocated. A prompt on another device than the model is
+    moved to the model's device; the tokens are returned there.
     """
-    prompt = _check_prompt(model, prompt)
+    prompt = _check_prompt(model, prompt).to(model.head.weight.device)
     new_tokens = check_positive_int("new_tokens", new_tokens)
     if not isinstance(use_cache, bool):
         raise ValueError(f"use_cache must be True or False, got {use_cache!r}.")

@@ -12,10 +12,17 @@ Three kinds of helper live here.
   :func:`attention_peak_memory` and :func:`training_peak_memory` measure attention and a training
   step with it.
 * **The guard.** :func:`check_fits` refuses — with a :class:`ValueError` that says what to change —
-  any planned allocation larger than a fraction of the memory that is free right now (CPU:
-  ``MemAvailable`` from ``/proc/meminfo``; CUDA: ``torch.cuda.mem_get_info``). Every measurement
-  helper of this module calls it *before* allocating, so that a notebook never drives a laptop into
-  the out-of-memory killer. :func:`guard_attention` is the attention-shaped version.
+  any planned allocation larger than a fraction of the memory that is free right now
+  (:func:`free_memory_bytes`: on CUDA the driver's free memory plus what PyTorch's caching allocator
+  holds unused; on a CPU the container's cgroup limit or ``MemAvailable``, whichever is smaller). Every
+  measurement helper of this module calls it *before* allocating, so that a notebook never drives a
+  laptop into the out-of-memory killer. :func:`guard_attention` is the attention-shaped version, and
+  :func:`sweep_that_fits` cuts a list of candidate sizes to those that fit *this* device — every GPU
+  sweep of the course is sized that way, never from "an H100".
+* **The out-of-memory edge** (GPU only). :func:`cuda_oom_edge` finds the real edge by trying;
+  :func:`is_allocation_failure` is the one test of "this try did not fit" (``torch.OutOfMemoryError``
+  and the ``RuntimeError`` s of cuBLAS/cuDNN that mean the same), :func:`fits_by_trying` runs one try
+  and frees the memory afterwards.
 
 Units: every function takes and returns **bytes** (integers). ``MIB = 2**20`` and ``GIB = 2**30``
 are the binary units; ``MB = 10**6`` and ``GB = 10**9`` the decimal ones (the difference is 4.9 % at
@@ -25,6 +32,7 @@ the mega scale and 7.4 % at the giga scale, enough to flip a "does it fit" verdi
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import numbers
 import os
@@ -34,6 +42,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
+from utils import env as _env
 from utils.validate import check_choice, check_int, check_positive_int
 
 MB, GB = 10**6, 10**9
@@ -120,34 +129,24 @@ def format_bytes(nbytes: int) -> str:
 # The guard
 # --------------------------------------------------------------------------------------------------
 
-def _meminfo_available(path: str = "/proc/meminfo") -> int | None:
-    try:
-        with open(path, encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    parts = line.split()
-                    return int(parts[1]) * 1024 if parts[2].lower() == "kb" else int(parts[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def free_memory_bytes(device) -> int:
     """Memory free for new tensors on ``device``, in bytes.
 
-    CUDA: ``torch.cuda.mem_get_info`` (free bytes on the GPU). CPU: ``MemAvailable`` from
-    ``/proc/meminfo`` (Linux); else ``psutil.virtual_memory().available`` if psutil is installed; else
-    available pages from ``os.sysconf``; else :data:`FALLBACK_FREE_CPU_BYTES` (a small, safe guess).
+    CUDA: :func:`utils.env.cuda_free_bytes` — ``torch.cuda.mem_get_info`` free *plus* the bytes
+    PyTorch's caching allocator has reserved but not allocated (it reuses them without asking the
+    driver; ignoring them would refuse sizes that fit after one large step). CPU: the smallest of the
+    cgroup v2 limit minus usage, the cgroup v1 limit minus usage and ``MemAvailable``
+    (:func:`utils.env.cpu_memory_bytes`); else ``psutil``; else ``os.sysconf``; else
+    :data:`FALLBACK_FREE_CPU_BYTES` (a small, safe guess).
     """
     device = torch.device(device)
     if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        return _env.cuda_free_bytes(device)
     if device.type != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device}.")
-    avail = _meminfo_available()
-    if avail is not None:
-        return avail
+    _total, free = _env.cpu_memory_bytes()
+    if free is not None:
+        return int(free)
     try:
         import psutil  # optional
         return int(psutil.virtual_memory().available)
@@ -191,22 +190,83 @@ def check_fits(bytes_needed: int, device, fraction: float = 0.5, limit_bytes: in
     return bytes_needed
 
 
+def attention_plan_bytes(batch: int, heads: int, n: int, head_dim: int = 64, bytes_per_element: int = 4,
+                         copies: int = 3) -> int:
+    """Planned bytes of attention on ``(batch, heads, n, head_dim)`` inputs: the four tensors Q, K, V
+    and the output plus ``copies`` tensors of attention-weight size (:func:`attention_weights_bytes`).
+
+    A naive forward holds scores and weights at once (``copies=2``; 3 leaves room for the MATH backend's
+    extra one); a fused kernel (flash, memory-efficient) never materialises them (``copies=0``).
+    """
+    head_dim = check_positive_int("head_dim", head_dim)
+    copies = check_int("copies", copies, minimum=0)
+    weights = attention_weights_bytes(batch, heads, n, bytes_per_element)
+    return 4 * batch * heads * n * head_dim * bytes_per_element + copies * weights
+
+
 def guard_attention(batch: int, heads: int, n: int, head_dim: int = 64, device="cpu",
                     bytes_per_element: int = 4, copies: int = 3, fraction: float = 0.5,
                     limit_bytes: int | None = None) -> int:
     """Check that attention on ``(batch, heads, n, head_dim)`` inputs fits; return the planned bytes.
 
-    The plan is the four ``(batch, heads, n, head_dim)`` tensors Q, K, V and the output plus
-    ``copies`` tensors of attention-weight size (a naive forward holds scores and weights at once, the
-    MATH backend one more; use ``copies=0`` for a kernel that never materialises them). Raises the
-    guard's ``ValueError`` (see :func:`check_fits`) when it does not fit.
+    The plan is :func:`attention_plan_bytes` (Q, K, V, output and ``copies`` weight-sized tensors).
+    Raises the guard's ``ValueError`` (see :func:`check_fits`) when it does not fit.
     """
-    head_dim = check_positive_int("head_dim", head_dim)
-    copies = check_int("copies", copies, minimum=0)
-    weights = attention_weights_bytes(batch, heads, n, bytes_per_element)
-    planned = 4 * batch * heads * n * head_dim * bytes_per_element + copies * weights
+    planned = attention_plan_bytes(batch, heads, n, head_dim, bytes_per_element, copies)
     return check_fits(planned, device, fraction, limit_bytes,
                       what=f"attention with batch={batch}, heads={heads}, n={n}")
+
+
+#: Allocations below this many bytes are not checked by :func:`guard_large` (reading the free memory
+#: costs tens of microseconds, which would show in the timings of small kernels).
+GUARD_MIN_BYTES = 64 * MIB
+
+
+def guard_large(bytes_needed: int, device, fraction: float = 0.5, limit_bytes: int | None = None,
+                what: str = "this allocation") -> int:
+    """:func:`check_fits` for allocations of at least :data:`GUARD_MIN_BYTES` (smaller ones pass
+    unchecked); for helpers called inside timing loops."""
+    if bytes_needed >= GUARD_MIN_BYTES or limit_bytes is not None:
+        return check_fits(bytes_needed, device, fraction, limit_bytes, what)
+    return int(bytes_needed)
+
+
+def sweep_that_fits(candidates, bytes_for, device, fraction: float = 0.5, limit_bytes: int | None = None,
+                    free_bytes: int | None = None) -> list:
+    """The candidate sizes, in increasing order, up to the largest whose plan fits this device.
+
+    ``bytes_for(n)`` is the planned allocation for size ``n`` (e.g. ``lambda n:
+    attention_plan_bytes(1, 8, n, 64, 2, copies=3)``). A size fits when its plan is at most ``fraction``
+    of the free memory (:func:`free_memory_bytes` of ``device``, or ``free_bytes`` if given) and at most
+    ``limit_bytes``: the same margin as :func:`check_fits`, so every kept size then passes the guard.
+    Raises ``ValueError`` when not even the smallest candidate fits. Use it on the GPU list of
+    :func:`utils.env.sweep`: the same chapter then runs n up to 16384 on an H200 and fewer on a T4.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}; 0.5 leaves half the free memory alone.")
+    if not callable(bytes_for):
+        raise ValueError("bytes_for must be a callable n -> planned bytes, e.g. "
+                         "lambda n: attention_plan_bytes(1, 8, n, 64, 2).")
+    sizes = sorted(candidates)
+    if not sizes:
+        raise ValueError("candidates is empty; give the sizes to try, e.g. [1024, 2048, 4096].")
+    free = free_memory_bytes(device) if free_bytes is None else int(free_bytes)
+    allowed = int(fraction * free)
+    if limit_bytes is not None:
+        allowed = min(allowed, int(limit_bytes))
+    kept = [n for n in sizes if bytes_for(n) <= allowed]
+    if not kept or kept[0] != sizes[0]:
+        raise ValueError(
+            f"not even the smallest size {sizes[0]} fits: it needs {format_bytes(int(bytes_for(sizes[0])))}, "
+            f"more than {fraction:.0%} of the {format_bytes(free)} free on {torch.device(device)} "
+            f"({format_bytes(max(allowed, 0))}). Free memory (restart the runtime) or use smaller sizes.")
+    return [n for n in sizes if n <= kept[-1]]
+
+
+def largest_that_fits(candidates, bytes_for, device, fraction: float = 0.5, limit_bytes: int | None = None,
+                      free_bytes: int | None = None):
+    """The largest candidate whose plan fits (see :func:`sweep_that_fits`, same margin)."""
+    return sweep_that_fits(candidates, bytes_for, device, fraction, limit_bytes, free_bytes)[-1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,7 +350,7 @@ def peak_memory(fn, device) -> int:
     return _cpu_peak(fn)
 
 
-ATTENTION_IMPLS = ("naive", "math", "flash", "efficient")
+ATTENTION_IMPLS = ("naive", "math", "flash", "efficient", "cudnn")
 
 
 def attention_inputs(batch: int, heads: int, n: int, head_dim: int, device="cpu", dtype=torch.float32,
@@ -310,15 +370,22 @@ def attention_peak_memory(impl: str, batch: int, heads: int, n: int, head_dim: i
     """Peak bytes of one attention forward ``softmax(QKᵀ/√d)V`` beyond its inputs, on ``device``.
 
     ``impl``: ``"naive"`` (:func:`utils.attention.naive_attention`, scores materialised),
-    ``"math"`` / ``"flash"`` / ``"efficient"`` (``F.scaled_dot_product_attention`` forced to that
-    backend; on CPU only MATH and FLASH exist). The inputs are allocated first (and guarded) and are
-    not part of the peak; the output is. Guarded: refuses with ``ValueError`` if it would not fit.
+    ``"math"`` / ``"flash"`` / ``"efficient"`` / ``"cudnn"`` (``F.scaled_dot_product_attention`` forced
+    to that backend). The backend is checked first: one that does not run on this device in ``dtype``
+    (flash on a T4, or in float32 on CUDA; efficient on a CPU) is a ``ValueError`` that says what to use
+    instead — :func:`utils.attention.available_attention_impls` lists what runs. The inputs are
+    allocated next (and guarded) and are not part of the peak; the output is. Guarded: refuses with
+    ``ValueError`` if it would not fit.
     """
     from utils.attention import naive_attention, sdpa_attention
 
+    from utils.attention import check_sdpa_backend
+
     check_choice("impl", impl, ATTENTION_IMPLS)
     bpe = bytes_per_element(dtype)
-    copies = 0 if impl in ("flash", "efficient") else 3
+    if impl != "naive":
+        check_sdpa_backend(impl, device, dtype, head_dim)  # a clear ValueError instead of "No available kernel"
+    copies = 0 if impl in ("flash", "efficient", "cudnn") else 3
     guard_attention(batch, heads, n, head_dim, device, bpe, copies, fraction, limit_bytes)
     def runner(q, k, v):
         def run():
@@ -425,6 +492,63 @@ def training_peak_memory(model: nn.Module, x: torch.Tensor, device="cpu", fracti
 # The out-of-memory edge (GPU only)
 # --------------------------------------------------------------------------------------------------
 
+#: Fragments of ``RuntimeError`` messages that mean "an allocation failed". cuBLAS and cuDNN report a
+#: failed workspace allocation as their own status; a cuBLAS handle that cannot be created because the
+#: GPU is full reports ``NOT_INITIALIZED``.
+ALLOCATION_FAILURE_MESSAGES = (
+    "out of memory", "cuda_error_out_of_memory", "cudaerrormemoryallocation",
+    "cublas_status_alloc_failed", "cudnn_status_alloc_failed", "cublas_status_not_initialized",
+    "cudnn_status_not_initialized", "cufft_alloc_failed", "cusolver_status_alloc_failed",
+    "cusparse_status_alloc_failed", "failed to allocate",
+)
+
+_OOM_ERROR = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """True when ``exc`` means "did not fit": ``torch.OutOfMemoryError``, or a ``RuntimeError`` whose
+    message shows an allocation failure (:data:`ALLOCATION_FAILURE_MESSAGES`: "out of memory",
+    ``CUBLAS_STATUS_ALLOC_FAILED``, ``CUDNN_STATUS_ALLOC_FAILED``, ``CUBLAS_STATUS_NOT_INITIALIZED``, …).
+    Any other error is a bug and must propagate."""
+    if isinstance(exc, _OOM_ERROR):
+        return True
+    if isinstance(exc, RuntimeError):
+        message = str(exc).lower()
+        return any(fragment in message for fragment in ALLOCATION_FAILURE_MESSAGES)
+    return False
+
+
+def release_memory(device) -> None:
+    """Give memory back after a try: ``gc.collect()``, then on CUDA synchronise and
+    ``torch.cuda.empty_cache()`` (cached blocks return to the driver, so the next try and
+    :func:`free_memory_bytes` see them)."""
+    gc.collect()
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def fits_by_trying(fn, device) -> bool:
+    """Run ``fn()`` once: ``True`` if it finished, ``False`` if it failed to allocate
+    (:func:`is_allocation_failure`); any other exception propagates. The work is synchronised (on CUDA an
+    allocation failure can surface late) and memory is released afterwards (:func:`release_memory`),
+    whatever happened, so every try starts from the same state."""
+    device = torch.device(device)
+    ok = True
+    try:
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    except (RuntimeError, MemoryError) as exc:
+        if not (is_allocation_failure(exc) or isinstance(exc, MemoryError)):
+            raise
+        ok = False
+    # outside the except block: the traceback (and the tensors its frames hold) is gone by now
+    release_memory(device)
+    return ok
+
+
 def largest_passing(try_fn, lo: int, hi: int) -> int:
     """Largest integer ``m`` in ``[lo, hi]`` with ``try_fn(m)`` true, by bisection.
 
@@ -456,38 +580,40 @@ def cuda_oom_edge(batch: int, heads: int, device="cuda", dtype=torch.float16, wh
     """The real largest ``n`` for which attention of this shape fits on a CUDA GPU, found by trying.
 
     ``what="weights"`` allocates one ``(batch, heads, n, n)`` tensor; ``what="naive"`` runs a naive
-    attention forward (inputs, scores, weights, output). Each try that raises
-    ``torch.cuda.OutOfMemoryError`` counts as "does not fit"; memory is released after every try.
-    Refuses (``ValueError``) on anything but a CUDA device: on a CPU the operating system's OOM
-    killer, not an exception, would answer. The search is bounded above by ``hi`` (default: the
-    :func:`max_seq_len` of *all* the GPU's free memory at 1 byte per element, plus one).
+    attention forward (inputs, scores, weights, output). (A fused kernel has no n² edge worth
+    searching: its memory grows like n, and its edge lies where its n² *time* is hours.) Each try
+    that fails to allocate
+    (:func:`is_allocation_failure`: ``torch.OutOfMemoryError`` or a cuBLAS/cuDNN allocation
+    ``RuntimeError``) counts as "does not fit"; any other error propagates; memory is released and
+    the device synchronised after every try (:func:`fits_by_trying`). Refuses (``ValueError``) on
+    anything but a CUDA device: on a CPU the operating system's OOM killer, not an exception, would
+    answer. The search is bounded above by ``hi`` (default: the :func:`max_seq_len` of *all* the GPU's
+    free memory at 1 byte per element, plus one).
     """
     device = torch.device(device)
     if device.type != "cuda":
         raise ValueError("cuda_oom_edge runs only on a CUDA device: on a CPU an out-of-memory search "
                          "would be ended by the operating system, not by a catchable error.")
+    from utils.attention import naive_attention
+
     check_choice("what", what, {"weights", "naive"})
     bytes_per_element(dtype)  # validates dtype
+    head_dim = check_positive_int("head_dim", head_dim)
+    release_memory(device)
     free = free_memory_bytes(device)
     if hi is None:
         hi = max_seq_len(free, batch, heads, 1) + 1
 
-    def try_fn(n: int) -> bool:
-        ok = True
-        try:
+    def attempt(n: int):
+        def run():
             if what == "weights":
                 t = torch.empty(batch, heads, n, n, dtype=dtype, device=device)
                 del t
-            else:
-                from utils.attention import naive_attention
-                q = torch.randn(batch, heads, n, head_dim, dtype=dtype, device=device)
-                with torch.no_grad():
-                    out = naive_attention(q, q, q)
-                del q, out
-            torch.cuda.synchronize(device)
-        except torch.cuda.OutOfMemoryError:
-            ok = False
-        torch.cuda.empty_cache()
-        return ok
+                return
+            q = torch.randn(batch, heads, n, head_dim, dtype=dtype, device=device)
+            with torch.no_grad():
+                out = naive_attention(q, q, q)
+            del q, out
+        return run
 
-    return largest_passing(try_fn, 1, int(hi))
+    return largest_passing(lambda n: fits_by_trying(attempt(n), device), 1, int(hi))

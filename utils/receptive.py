@@ -104,17 +104,21 @@ def input_gradient_profile(fn, n: int, d_model: int, position: int | None = None
     (use it to test *whether* output ``position`` depends on input ``i`` through a very deep stack, where
     a tiny gradient squared could underflow even float64). ``fn`` maps ``(1, n, d_model)`` to ``(1, n, d_out)``; an
     ``nn.Module`` is copied in eval mode at ``dtype``. Average it over several random initialisations to
-    estimate the effective receptive field. ``position`` defaults to the centre ``n // 2``.
+    estimate the effective receptive field. ``position`` defaults to the centre ``n // 2``. The input
+    is made on the CPU and moved to the module's device; the profile is returned on the CPU.
     """
     n = check_positive_int("n", n)
     d_model = check_positive_int("d_model", d_model)
     position = n // 2 if position is None else check_int("position", position, minimum=0)
     if position >= n:
         raise ValueError(f"position {position} is outside 0…{n - 1}.")
+    from utils.env import module_device
+
+    device = module_device(fn)
     if isinstance(fn, nn.Module):
         fn = copy.deepcopy(fn).to(dtype).eval()
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, n, d_model, generator=gen, dtype=dtype, requires_grad=True)
+    x = torch.randn(1, n, d_model, generator=gen, dtype=dtype).to(device).requires_grad_(True)
     y = fn(x)
     if isinstance(y, tuple):
         y = y[0]
@@ -122,7 +126,7 @@ def input_gradient_profile(fn, n: int, d_model: int, position: int | None = None
         raise ValueError(f"fn must map (1, n, d) to (1, n, d_out); got output of shape {tuple(y.shape)}.")
     (grad,) = torch.autograd.grad(y[0, position].sum(), x)
     grad = grad[0].detach()
-    return grad.pow(2).sum(dim=-1) if squared else grad.abs().sum(dim=-1)
+    return (grad.pow(2).sum(dim=-1) if squared else grad.abs().sum(dim=-1)).cpu()
 
 
 def profile_width(profile) -> float:

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from utils.flops import attention_flops
+from utils.memory import check_fits, largest_that_fits, sweep_that_fits
 from utils.timing import Timing, time_call
 from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
 
@@ -49,7 +50,7 @@ __all__ = [
     "Roofline", "Stage", "time_best", "matmul_peak_flops", "copy_bandwidth", "measure_roofline",
     "arithmetic_intensity", "achieved_flops_per_s", "attainable_flops_per_s", "ridge_intensity",
     "matmul_bytes", "elementwise_bytes", "naive_attention_stages", "fused_attention_stage",
-    "time_attention_stages",
+    "attention_stages_bytes", "time_attention_stages",
 ]
 
 
@@ -85,14 +86,20 @@ def time_best(fn, *, repeats: int = 3, min_run_time: float = 0.05, threads: int 
 
 
 def matmul_peak_flops(device=None, size=1024, dtype: torch.dtype = torch.float32, *,
-                      repeats: int = 3, min_run_time: float = 0.1, threads: int | None = None) -> float:
+                      repeats: int = 3, min_run_time: float = 0.1, threads: int | None = None,
+                      fraction: float = 0.5) -> float:
     """Measured matrix-multiply throughput of ``device``, in FLOP/s: the flat roof.
 
     Times ``A @ B`` for two random ``size × size`` matrices (``2·size³`` FLOPs) with
     :func:`time_best` (the best of ``repeats`` medians of :func:`utils.timing.time_call`). ``size`` may
     be a sequence of sizes: the best throughput over them is returned (a BLAS library is fastest at
     the size that suits its blocking and the caches). This is the *achievable* peak of the library at
-    this thread count, not the vendor's datasheet number (which is usually higher).
+    this thread count, not the vendor's datasheet number (which is usually higher). In float32 on a
+    CUDA GPU from sm80 on, the result depends on the TF32 switch
+    (``torch.backends.cuda.matmul.allow_tf32``), which :func:`utils.env.hardware` records.
+
+    Guarded: each size's three matrices must fit in ``fraction`` of the free memory
+    (:func:`utils.memory.check_fits`), checked before they are allocated.
     """
     sizes = [size] if isinstance(size, int) or not hasattr(size, "__iter__") else list(size)
     if not sizes:
@@ -102,6 +109,9 @@ def matmul_peak_flops(device=None, size=1024, dtype: torch.dtype = torch.float32
     check_positive_float("min_run_time", min_run_time)
     dtype = _check_float_dtype(dtype)
     device = _device(device)
+    element = torch.empty((), dtype=dtype).element_size()
+    for n in sizes:
+        check_fits(3 * n * n * element, device, fraction, what=f"a {n}×{n} matrix product")
     best = 0.0
     for n in sizes:
         gen = torch.Generator(device="cpu").manual_seed(0)
@@ -113,12 +123,14 @@ def matmul_peak_flops(device=None, size=1024, dtype: torch.dtype = torch.float32
 
 
 def copy_bandwidth(device=None, mebibytes: float = 64, dtype: torch.dtype = torch.float32, *,
-                   repeats: int = 3, min_run_time: float = 0.1, threads: int | None = None) -> float:
+                   repeats: int = 3, min_run_time: float = 0.1, threads: int | None = None,
+                   fraction: float = 0.5) -> float:
     """Measured memory bandwidth of ``device``, in bytes/s: the slope of the slanted roof.
 
     Times ``dst.copy_(src)`` for a tensor of ``mebibytes`` MiB (one read and one write of every byte, so
     ``2 × size`` bytes move) and returns the best of ``repeats`` medians. Choose ``mebibytes`` well above
     the last-level cache (tens of MiB on a laptop CPU), or the copy measures the cache, not the memory.
+    Guarded: source and destination must fit in ``fraction`` of the free memory.
     """
     mebibytes = check_positive_float("mebibytes", mebibytes, "Use tens of MiB, e.g. 64.")
     repeats = check_positive_int("repeats", repeats)
@@ -127,6 +139,7 @@ def copy_bandwidth(device=None, mebibytes: float = 64, dtype: torch.dtype = torc
     device = _device(device)
     element = torch.empty((), dtype=dtype).element_size()
     numel = max(1, int(mebibytes * 2**20) // element)
+    check_fits(2 * numel * element, device, fraction, what=f"a {mebibytes:g} MiB copy")
     src = torch.ones(numel, device=device, dtype=dtype)
     dst = torch.empty_like(src)
     best = time_best(lambda: dst.copy_(src), repeats=repeats, min_run_time=min_run_time, threads=threads)
@@ -142,6 +155,7 @@ class Roofline:
     device: str = ""
     dtype: str = "float32"
     threads: int = 1
+    tf32: bool | None = None   # CUDA: torch.backends.cuda.matmul.allow_tf32 during the measurement
 
     def __post_init__(self):
         check_positive_float("peak_flops_per_s", self.peak_flops_per_s)
@@ -167,22 +181,28 @@ def measure_roofline(device=None, dtype: torch.dtype = torch.float32, *, matmul_
                      threads: int | None = None) -> Roofline:
     """Measure both roofs of ``device`` and return them as a :class:`Roofline`.
 
-    Defaults: the best of 256², 512² and 1024² matrix products and a 64 MiB copy on a CPU; 4096² and
-    8192² and a 1 GiB copy on CUDA. ``matmul_size`` (an int or a sequence) and ``copy_mebibytes``
-    override them."""
-    from utils.env import hardware_label, on_gpu
+    Defaults: the best of 256², 512² and 1024² matrix products and a 64 MiB copy on a CPU; on CUDA the
+    sizes of 4096² and 8192² and a copy of 256 MiB or 1 GiB *that fit* this GPU's free memory (a
+    quarter of it at most, :func:`utils.memory.sweep_that_fits`). ``matmul_size`` (an int or a
+    sequence) and ``copy_mebibytes`` override them."""
+    from utils.env import _tf32, hardware_label, on_gpu
 
     device = _device(device)
     dtype = _check_float_dtype(dtype)
     gpu = on_gpu(device)
-    matmul_size = matmul_size or ((4096, 8192) if gpu else (256, 512, 1024))
-    copy_mebibytes = copy_mebibytes or (1024 if gpu else 64)
+    element = torch.empty((), dtype=dtype).element_size()
+    if not matmul_size:
+        matmul_size = (sweep_that_fits([4096, 8192], lambda n: 3 * n * n * element, device, 0.25)
+                       if gpu else (256, 512, 1024))
+    if not copy_mebibytes:
+        copy_mebibytes = (largest_that_fits([256, 1024], lambda m: 2 * m * 2**20, device, 0.25)
+                          if gpu else 64)
     peak = matmul_peak_flops(device, matmul_size, dtype, repeats=repeats, min_run_time=min_run_time,
                              threads=threads)
     bandwidth = copy_bandwidth(device, copy_mebibytes, dtype, repeats=repeats, min_run_time=min_run_time,
                                threads=threads)
     return Roofline(peak, bandwidth, hardware_label(device), str(dtype).replace("torch.", ""),
-                    threads or torch.get_num_threads())
+                    threads or torch.get_num_threads(), _tf32()[0] if gpu else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -312,8 +332,16 @@ def fused_attention_stage(n: int, head_dim: int, batch: int = 1, heads: int = 1,
     return Stage("fused", sum(s.flops for s in stages), 4 * bh * n * head_dim * bytes_per_element, "fused")
 
 
+def attention_stages_bytes(batch: int, heads: int, n: int, head_dim: int, bytes_per_element: int = 4) -> int:
+    """Bytes :func:`time_attention_stages` allocates beyond its inputs: five ``(batch, heads, n, n)``
+    tensors (scores, scaled scores, weights and two output buffers) and two outputs."""
+    n2 = batch * heads * n * n
+    return (5 * n2 + 2 * batch * heads * n * head_dim) * bytes_per_element
+
+
 def time_attention_stages(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, min_run_time: float = 0.1,
-                          threads: int | None = None, repeats: int = 1) -> dict[str, Timing]:
+                          threads: int | None = None, repeats: int = 1, fraction: float = 0.5,
+                          limit_bytes: int | None = None) -> dict[str, Timing]:
     """Time the four stages of naive attention separately on ``(batch, heads, n, head_dim)`` tensors.
 
     Returns ``{"QKᵀ": Timing, "scale": …, "softmax": …, "PV": …}`` in the order of
@@ -323,6 +351,9 @@ def time_attention_stages(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, 
     pages are zeroed by the operating system on first touch, which can cost as much as the kernel.
     With ``repeats > 1`` the four stages are timed that many times, interleaved, and each keeps its
     fastest :class:`~utils.timing.Timing` (see :func:`time_best`).
+
+    Guarded: :func:`attention_stages_bytes` must fit in ``fraction`` of the free memory of the inputs'
+    device (and under ``limit_bytes``), checked before anything is allocated.
     """
     repeats = check_positive_int("repeats", repeats)
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -332,6 +363,9 @@ def time_attention_stages(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, 
     if not (q.shape == k.shape == v.shape):
         raise ValueError(f"q, k, v must have the same shape for self-attention, got {tuple(q.shape)}, "
                          f"{tuple(k.shape)}, {tuple(v.shape)}.")
+    b, h, n, dh = q.shape
+    check_fits(attention_stages_bytes(b, h, n, dh, q.element_size()), q.device, fraction, limit_bytes,
+               what=f"the stages of naive attention at n={n} (five n×n tensors)")
     scale = math.sqrt(q.shape[-1])
     with torch.inference_mode():
         kt = k.transpose(-2, -1)

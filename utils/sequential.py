@@ -7,8 +7,8 @@ position of a layer can be computed at once. S is read off the computation graph
 :mod:`utils.graphs`; this module builds the real PyTorch layers and times them, so that a chapter can
 put the two side by side.
 
-``python -m utils.sequential --out book/data/p1c03_gpu_timings.json`` runs the GPU-sized sweep and
-writes it, with its provenance, as the reference file the chapter plots beside its live run.
+``python -m utils.sequential`` on a GPU runs the GPU-sized sweep and writes it, with its provenance,
+as the reference file ``utils/data/p1c03_<gpu-slug>.json`` that the chapter plots beside its live run.
 """
 
 from __future__ import annotations
@@ -27,8 +27,24 @@ FAMILIES = ("rnn", "lstm", "gru", "cnn", "transformer")
 RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 #: Default sweep: small enough for a 2-core laptop in seconds, larger on a GPU (see :func:`utils.env.sweep`).
+#: The GPU list holds candidates: :func:`default_sweep` keeps those that fit the GPU's free memory.
 CPU_SWEEP = {"ns": [64, 128, 256, 512, 1024, 2048], "batch": 2, "d_model": 64}
 GPU_SWEEP = {"ns": [64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384], "batch": 2, "d_model": 64}
+
+#: Heads of the Transformer backbone (:func:`make_backbone`'s default).
+TRANSFORMER_HEADS = 4
+
+
+def forward_plan_bytes(n: int, *, batch: int = 2, d_model: int = 64, heads: int = TRANSFORMER_HEADS,
+                       d_ff: int | None = None, bytes_per_element: int = 4) -> int:
+    """Planned bytes of one forward of the widest backbone at length ``n``: one ``(batch, heads, n, n)``
+    attention-weight tensor (in case the encoder's attention materialises it; the fused kernels do
+    not) plus ten ``(batch, n, max(d_model, d_ff))`` activations."""
+    from utils.memory import attention_weights_bytes
+
+    d_ff = 4 * d_model if d_ff is None else d_ff
+    return (attention_weights_bytes(batch, heads, n, bytes_per_element)
+            + 10 * batch * n * max(d_model, d_ff) * bytes_per_element)
 
 
 class Backbone(nn.Module):
@@ -135,17 +151,29 @@ def per_step_times(medians, steps) -> list[float]:
 
 def forward_time_sweep(ns, *, d_model: int = 64, batch: int = 2, cnn_layers: int = 4,
                        transformer_layers: int = 1, families=FAMILIES, device=None,
-                       min_run_time: float = 0.05, threads: int | None = None, seed: int = 0) -> dict:
+                       min_run_time: float = 0.05, threads: int | None = None, seed: int = 0,
+                       fraction: float = 0.5) -> dict:
     """Forward wall time vs ``n`` for each family at matched width, as a JSON-ready record.
 
     Returns ``{"config": {...}, "provenance": hardware(device), "ns": [...], "steps": {family: [S]},
     "median_s": {family: [...]}, "iqr_s": {family: [...]}}``. Inputs are ``randn(batch, n, d_model)``
     made outside the timed region; every call runs under ``torch.inference_mode``.
+
+    Guarded: the plan of the longest ``n`` (:func:`forward_plan_bytes`) must fit in ``fraction`` of
+    the device's free memory, checked before anything is built (:func:`default_sweep` sizes the GPU
+    sweep so that it does).
     """
+    from utils.memory import check_fits
+
     device = torch.device(device) if device is not None else pick_device()
     d_model = check_positive_int("d_model", d_model)
     batch = check_positive_int("batch", batch)
     ns = [check_positive_int("n", n) for n in ns]
+    if not ns:
+        raise ValueError("ns is empty; give at least one sequence length, e.g. [64, 256, 1024].")
+    if "transformer" in families:
+        check_fits(forward_plan_bytes(max(ns), batch=batch, d_model=d_model), device, fraction,
+                   what=f"a forward at n={max(ns)}")
     torch.manual_seed(seed)
     models = make_backbones(d_model, cnn_layers=cnn_layers, transformer_layers=transformer_layers,
                             families=families)
@@ -199,9 +227,18 @@ def serial_vs_batched(family: str = "rnn", n: int = 1024, *, d_model: int = 64, 
             time_call(run(batched_x), min_run_time=min_run_time, threads=threads))
 
 
-def default_sweep(device=None) -> dict:
-    """The sweep sizes of the chapter: ``CPU_SWEEP`` on a CPU, ``GPU_SWEEP`` on a GPU."""
-    return dict(sweep(cpu=CPU_SWEEP, gpu=GPU_SWEEP, device=device))
+def default_sweep(device=None, fraction: float = 0.5) -> dict:
+    """The sweep sizes of the chapter: ``CPU_SWEEP`` on a CPU; on a GPU the lengths of ``GPU_SWEEP``
+    whose :func:`forward_plan_bytes` fits in ``fraction`` of this GPU's free memory
+    (:func:`utils.memory.sweep_that_fits`): all of them on a 24 GB card and up, fewer on a T4."""
+    from utils.memory import sweep_that_fits
+
+    cfg = dict(sweep(cpu=CPU_SWEEP, gpu=GPU_SWEEP, device=device))
+    if on_gpu(device):
+        cfg["ns"] = sweep_that_fits(cfg["ns"], lambda n: forward_plan_bytes(n, batch=cfg["batch"],
+                                                                             d_model=cfg["d_model"]),
+                                    device, fraction)
+    return cfg
 
 
 def main(argv=None) -> int:
@@ -210,7 +247,9 @@ def main(argv=None) -> int:
     import json
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="JSON file to write, e.g. book/data/p1c03_gpu_timings.json")
+    parser.add_argument("--out", default=None,
+                        help="JSON file to write (default: utils/data/p1c03_<device-slug>.json via "
+                             "utils.env.save_reference)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--min-run-time", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=None,
@@ -226,10 +265,16 @@ def main(argv=None) -> int:
     record["serial_vs_batched"] = {"family": "rnn", "n": 1024, "serial_s": serial.median,
                                    "batched_s": batched.median}
     record["provenance"]["gpu"] = on_gpu(device)
-    record["provenance"]["command"] = "python -m utils.sequential --out " + args.out
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-    print(f"wrote {args.out} ({record['provenance']['device']})")
+    record["provenance"]["command"] = "python -m utils.sequential" + (f" --out {args.out}" if args.out else "")
+    if args.out is None:
+        from utils.env import reference_name, save_reference
+
+        path = save_reference(reference_name("p1c03", device), record, device)
+    else:
+        path = args.out
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+    print(f"wrote {path} ({record['provenance']['device']})")
     return 0
 
 

@@ -1,8 +1,13 @@
 """Wall-clock timing that survives a busy laptop.
 
 Timings are the one measurement in this course that is *not* exact. The rules: warm up, take the
-median of many runs with :class:`torch.utils.benchmark.Timer` (which also synchronises CUDA), say the
-hardware and thread count next to the number, and only ever assert *robust* bounds on timings.
+median of many runs with :class:`torch.utils.benchmark.Timer`, say the hardware and thread count next
+to the number, and only ever assert *robust* bounds on timings.
+
+On CUDA a kernel launch returns before the kernel has run, so a wall clock around the call measures
+the launch. ``benchmark.Timer`` synchronises the device before reading its clock (its default timer
+calls ``torch.cuda.synchronize`` / ``torch.accelerator.synchronize``), and :func:`time_call`
+synchronises once more after the warm-up, so that no warm-up work is still queued when timing starts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ class Timing:
         return self.median * 1e3
 
 
+def synchronize() -> None:
+    """Wait for every queued CUDA kernel (a no-op without an initialised CUDA context)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_call(fn, *, min_run_time: float = 0.1, threads: int | None = None, warmup: int = 1) -> Timing:
     """Time ``fn()`` (no arguments) and return its median over repeated blocks.
 
@@ -39,6 +50,7 @@ def time_call(fn, *, min_run_time: float = 0.1, threads: int | None = None, warm
     threads = threads or torch.get_num_threads()
     for _ in range(warmup):
         fn()
+    synchronize()
     timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return Timing(median=float(m.median), iqr=float(m.iqr), runs=len(m.times), threads=threads)
