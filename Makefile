@@ -20,7 +20,7 @@ define build_site
 	$(VENV)/bin/sphinx-build -j $(NBVAL_WORKERS) -W -n --keep-going -q -b html . _build/html; status=$$?; rm -f conf.py; exit $$status
 endef
 
-.PHONY: help install book test test-utils test-hygiene test-notebooks test-book strip outputs clean
+.PHONY: help install book test test-utils test-hygiene test-notebooks test-book test-gpu strip outputs clean
 
 help:
 	@echo "make book    build the static site into _build/html (sets everything up first)"
@@ -64,6 +64,22 @@ test-notebooks: install $(COLAB_STAMP)
 test-book: install
 	rm -rf _build
 	$(build_site)
+
+# On a CUDA machine only (refuses elsewhere): the CUDA unit tests (every test with "cuda" in its name; they
+# are skipped without a GPU), then every chapter of _toc.yml with its GPU sweeps, one at a time (one GPU, so
+# no parallel kernels), each chapter writing its GPU reference utils/data/<chapter>_<gpu-slug>.json.
+# Sized to finish within 9 minutes on an H100/H200; the slowest cells are listed at the end.
+test-gpu: install
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" || { \
+	  echo "make test-gpu: no CUDA GPU here (torch $$($(PY) -c 'import torch; print(torch.__version__)'), torch.cuda.is_available() is False)." >&2; \
+	  echo "Run it on a machine with an NVIDIA GPU and a CUDA build of torch; 'make test' covers the CPU." >&2; \
+	  exit 1; }
+	@$(PY) -c "from utils.env import describe_device as d; x = d('cuda'); print('test-gpu on', x.label, '· free', round(x.free_bytes / 2**30, 1), 'GiB · SDPA (fp16):', ', '.join(x.sdpa_backends))"
+	$(PY) -m pytest tests -q -k cuda -p no:cacheprovider
+	@notebooks="$$($(PY) .ci/toc_notebooks.py)" || exit 1; \
+	COURSE_DEVICE=cuda COURSE_WRITE_REFERENCE=1 $(PY) -m pytest --nbval-lax -p no:cacheprovider -q \
+	  --nbval-cell-timeout=300 --durations=15 $$notebooks
+	@ls -1 utils/data/*.json
 
 strip: install
 	$(PY) .ci/notebook_outputs.py strip
