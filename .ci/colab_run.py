@@ -45,6 +45,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("python", help="interpreter of the Colab-like environment")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    args.python = os.path.abspath(args.python)  # the venv's own path: resolving the symlink would leave the venv
     notebooks = toc_notebooks()
     if not notebooks:
         print("no notebook listed in _toc.yml", file=sys.stderr)

@@ -27,9 +27,17 @@ module              concept
 ``plotting``        log-log plots with fitted slopes, shared colours
 ``env``             which device runs the notebook; CPU vs GPU sweep sizes; reference data
 ``validate``        argument checks that raise clear ``ValueError`` messages
+``report``          numbers for the prose: myst-nb glue on the site, a table in Jupyter and Colab
+``torch_support``   the oldest torch the package supports, and self-checks of the torch internals it uses
 ``measure``         one import point for every *measurement* helper
 ``complexity``      one import point for every *closed-form cost* formula
 ==================  ===============================================================================
 """
 
 __version__ = "0.1.0"
+
+# An older torch than the package supports fails here, with the version it needs, instead of giving a
+# wrong number later (Colab brings its own preinstalled torch).
+from utils.torch_support import require_torch as _require_torch  # noqa: E402
+
+_require_torch()
