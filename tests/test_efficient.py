@@ -159,6 +159,8 @@ def test_blocked_local_attention_is_guarded():
     with pytest.raises(ValueError, match="refusing blocked local attention"):
         blocked_local_attention(q, q, q, 4, limit_bytes=planned - 1)
     assert blocked_local_attention(q, q, q, 4, limit_bytes=planned).shape == q.shape
+    m = torch.empty(1, 2, 10**6, 8, device="meta")   # meta tensors allocate nothing: not guarded
+    assert blocked_local_attention(m, m, m, 4).shape == m.shape
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
