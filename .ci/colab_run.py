@@ -74,13 +74,16 @@ def main(argv: list[str]) -> int:
                "--rootdir", str(run), *copies]
         code = subprocess.run(cmd, cwd=run, env=env).returncode
         if report.exists():
-            times: dict[str, float] = {}
+            slugs = {copy.split("/")[0]: nb for copy, nb in zip(copies, notebooks)}
+            times = dict.fromkeys(notebooks, 0.0)
             for case in ET.parse(report).iter("testcase"):
-                name = case.get("file") or case.get("classname", "")
-                times[name] = times.get(name, 0.0) + float(case.get("time", 0))
-            print("\nColab-like run, seconds per notebook (2 workers share the cores):")
-            for name, seconds in sorted(times.items()):
-                print(f"  {seconds:6.1f}  {name.split('/')[-1]}")
+                where = case.get("file") or case.get("classname", "")
+                slug = next((s for s in slugs if where.startswith(s)), None)
+                if slug:
+                    times[slugs[slug]] += float(case.get("time", 0))
+            print(f"\nColab-like run, seconds per notebook ({args.workers} at a time on {os.cpu_count()} cores):")
+            for nb, seconds in times.items():
+                print(f"  {seconds:6.1f}  {nb}")
     return code
 
 
