@@ -8,16 +8,12 @@ STAMP := $(VENV)/.installed
 # A stand-in for a fresh Colab runtime (only Colab's preinstalled packages + the test runner): nbval runs there.
 COLAB_VENV := .venv-colab
 COLAB_STAMP := $(COLAB_VENV)/.installed
-# nbval workers: each notebook stays on one kernel (--dist loadscope); also the site build's parallel jobs
+# nbval workers: each notebook stays on one kernel (--dist loadscope)
 NBVAL_WORKERS ?= 2
 
-# The site: `jupyter-book build` has no parallel option, so its configuration is exported to a conf.py
-# (plus the path of the book's local Sphinx extension) and built by sphinx-build with parallel jobs:
-# the notebooks then execute two at a time. The temporary conf.py is removed afterwards.
+# The site, executed and built by Jupyter Book with warnings as errors.
 define build_site
-	$(VENV)/bin/jupyter-book config sphinx . > /dev/null
-	@printf '\nimport os, sys\nsys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "book", "_ext"))\n' >> conf.py
-	$(VENV)/bin/sphinx-build -j $(NBVAL_WORKERS) -W -n --keep-going -q -b html . _build/html; status=$$?; rm -f conf.py; exit $$status
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 endef
 
 .PHONY: help install book test test-utils test-hygiene test-notebooks test-book test-gpu strip outputs clean

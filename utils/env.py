@@ -83,7 +83,7 @@ def module_device(module, default="cpu") -> torch.device:
 # --------------------------------------------------------------------------------------------------
 
 #: ``scaled_dot_product_attention`` backends, in the order they are probed (names as in
-#: :data:`utils.attention.BACKENDS`).
+#: ``utils.attention.BACKENDS``).
 SDPA_BACKENDS = ("math", "flash", "efficient", "cudnn")
 
 #: What each SDPA backend needs, in words (for error messages; the probe decides, not this table).
@@ -292,7 +292,7 @@ class DeviceDescription:
         return f"{self.name} (CPU)"
 
     def runs(self, backend: str) -> bool:
-        """True when the SDPA ``backend`` ran here in :attr:`dtype`."""
+        """True when the SDPA ``backend`` ran here in the probe dtype (``self.dtype``)."""
         return backend in self.sdpa_backends
 
 

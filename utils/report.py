@@ -1,7 +1,7 @@
 """How measured numbers reach the reader — on the site, in Jupyter and on Colab.
 
 The book's prose cites numbers computed by its code cells. On the built site, myst-nb's ``glue``
-stores each number and a ``{glue:text}`name` `` role prints it in the sentence. Outside the book build
+stores each number and a ``glue:text`` role names it in the sentence. Outside the book build
 (Colab, JupyterLab, VS Code) a notebook renders its Markdown as it is, so a role shows only its name.
 :func:`glue` serves both:
 
@@ -99,7 +99,7 @@ def _shell():
 def glue(name: str, value, display: bool = False) -> None:
     """Publish ``value`` under ``name`` for the prose (same call as ``myst_nb.glue``).
 
-    On the site the prose prints it through ``{glue:text}`name` ``. Elsewhere the value appears in
+    On the site the prose prints it through a ``glue:text`` role. Elsewhere the value appears in
     the table *"Numbers quoted in the text"* under the cell. ``display=True`` also shows the value
     itself in the cell's output.
     """
