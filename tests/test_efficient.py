@@ -124,29 +124,29 @@ def test_checkpointed_stack_same_output_and_grads_less_memory():
     assert peak_memory(training_step(ckpt, x), "cpu") == p_ckpt
 
 
-@pytest.mark.parametrize("call", [
-    lambda: blocked_local_attention(*qkv((1, 4, 3)), -1),
-    lambda: blocked_local_attention(*qkv((1, 4, 3)), 1.5),
-    lambda: blocked_local_attention(*qkv((1, 4, 3)), 1, block_size=0),
-    lambda: blocked_local_attention(torch.randn(4), torch.randn(4), torch.randn(4), 1),
-    lambda: blocked_local_attention(torch.randn(1, 4, 3), torch.randn(1, 5, 3), torch.randn(1, 5, 3), 1),
-    lambda: local_attention_flops(0, 8, 1),
-    lambda: local_attention_flops(8, 8, 1, heads=3),
-    lambda: local_attention_pairs(8, -1),
-    lambda: local_attention_layers(5, 0),
-    lambda: local_attention_layers(-1, 2),
-    lambda: DownsampledAttention(8, 0),
-    lambda: DownsampledAttention(8, 3)(torch.randn(1, 10, 8)),
-    lambda: DownsampledAttention(8, 2)(torch.randn(10, 8)),
-    lambda: downsampled_reachability(10, 3),
-    lambda: layers_needed("not callable", 8, 4, 2),
-    lambda: layers_needed(lambda: SelfAttention(4), 8, 4, 0),
-    lambda: CheckpointedStack([]),
-    lambda: CheckpointedStack([torch.nn.Identity()], segments=2),
-    lambda: training_step("model", torch.randn(2)),
+@pytest.mark.parametrize("call, message", [
+    (lambda: blocked_local_attention(*qkv((1, 4, 3)), -1), r"radius must be >= 0, got"),
+    (lambda: blocked_local_attention(*qkv((1, 4, 3)), 1.5), r"radius must be a whole number,"),
+    (lambda: blocked_local_attention(*qkv((1, 4, 3)), 1, block_size=0), r"block_size must be >= 1, got"),
+    (lambda: blocked_local_attention(torch.randn(4), torch.randn(4), torch.randn(4), 1), r"q must be a tensor of"),
+    (lambda: blocked_local_attention(torch.randn(1, 4, 3), torch.randn(1, 5, 3), torch.randn(1, 5, 3), 1), r"q, k, v must have the"),
+    (lambda: local_attention_flops(0, 8, 1), r"n must be >= 1, got"),
+    (lambda: local_attention_flops(8, 8, 1, heads=3), r"heads=3 must divide d_model=8; pick a"),
+    (lambda: local_attention_pairs(8, -1), r"radius must be >= 0, got"),
+    (lambda: local_attention_layers(5, 0), r"radius 0 never reaches distance 5:"),
+    (lambda: local_attention_layers(-1, 2), r"distance must be >= 0, got"),
+    (lambda: DownsampledAttention(8, 0), r"stride must be >= 1, got"),
+    (lambda: DownsampledAttention(8, 3)(torch.randn(1, 10, 8)), r"n=10 is not a multiple of"),
+    (lambda: DownsampledAttention(8, 2)(torch.randn(10, 8)), r"x must be \(batch, n, d_model\),"),
+    (lambda: downsampled_reachability(10, 3), r"n=10 is not a multiple of"),
+    (lambda: layers_needed("not callable", 8, 4, 2), r"make_layer must be a callable returning"),
+    (lambda: layers_needed(lambda: SelfAttention(4), 8, 4, 0), r"max_layers must be >= 1, got"),
+    (lambda: CheckpointedStack([]), r"layers must be a non\-empty sequence"),
+    (lambda: CheckpointedStack([torch.nn.Identity()], segments=2), r"segments=2 exceeds the 1 layers; use"),
+    (lambda: training_step("model", torch.randn(2)), r"model must be an nn\.Module, got"),
 ])
-def test_bad_inputs_raise_value_error(call):
-    with pytest.raises(ValueError):
+def test_bad_inputs_raise_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
         call()
 
 

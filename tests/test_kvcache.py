@@ -38,6 +38,7 @@ def test_allocating_a_cache_allocates_exactly_the_formula():
 
 def test_cache_overflow_and_guard():
     cache = KVCache(1, 1, 1, 4, 2)
+    cache.length = 3
     with pytest.raises(ValueError, match="overflow"):
         cache.write(0, 3, torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match="refusing"):
@@ -138,3 +139,36 @@ def test_cuda_generate_with_a_cpu_prompt():
     on_gpu = generate(model.to("cuda"), prompt, 8)                # the prompt stays on the CPU
     assert on_gpu.device.type == "cuda" and torch.equal(on_gpu.cpu(), on_cpu)
     assert torch.equal(generate(model, prompt, 8, use_cache=False).cpu(), on_cpu)
+
+
+def test_cache_write_refuses_a_gap():
+    # A gap (start > length) would leave zero keys at the skipped positions, which the next query
+    # attends to (softmax gives them weight exp(0)): the old write accepted it silently.
+    cache = KVCache(1, 1, 1, 8, 2)
+    cache.write(0, 0, torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
+    cache.length = 2
+    with pytest.raises(ValueError, match="gap"):
+        cache.write(0, 4, torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2))
+    with pytest.raises(ValueError, match="overwrite"):
+        cache.write(0, 1, torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2))
+    keys, _ = cache.write(0, 2, torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2))
+    assert keys.shape[2] == 3
+
+
+def test_model_refuses_a_gap_in_positions():
+    model = TinyDecoder(vocab=11, d_model=16, heads=2, layers=1, d_ff=16, max_len=20)
+    cache = model.new_cache(1, 12)
+    model(torch.zeros(1, 3, dtype=torch.long), cache, 0)
+    with pytest.raises(ValueError, match="gap"):
+        model(torch.zeros(1, 1, dtype=torch.long), cache, 5)
+
+
+def test_decode_step_can_be_repeated_and_honours_the_memory_cap():
+    model = TinyDecoder(vocab=11, d_model=16, heads=2, layers=2, d_ff=16, max_len=64).double()
+    step = decode_step(model, 9, True)
+    first, second = step(), step()
+    torch.testing.assert_close(first, second)
+    assert step.cache.length == 9
+    for use_cache in (True, False):
+        with pytest.raises(ValueError, match="refusing"):
+            decode_step(model, 60, use_cache, limit_bytes=64)

@@ -74,36 +74,36 @@ def test_intensity_and_achieved():
     assert achieved_flops_per_s(1e9, 0.5) == 2e9
 
 
-@pytest.mark.parametrize("call", [
-    lambda: arithmetic_intensity(0, 1),
-    lambda: arithmetic_intensity(1, 0),
-    lambda: achieved_flops_per_s(0, 1.0),
-    lambda: achieved_flops_per_s(1, -1.0),
-    lambda: attainable_flops_per_s(0.0, 1.0, 1.0),
-    lambda: attainable_flops_per_s([1.0, -1.0], 1.0, 1.0),
-    lambda: attainable_flops_per_s(1.0, 0, 1.0),
-    lambda: ridge_intensity(1.0, 0),
-    lambda: matmul_bytes(0, 1, 1),
-    lambda: matmul_bytes(1, 1, 1, bytes_per_element=0),
-    lambda: elementwise_bytes(10, reads=0, writes=0),
-    lambda: elementwise_bytes(0),
-    lambda: naive_attention_stages(0, 64),
-    lambda: naive_attention_stages(8, 64, softmax_flops_per_element=0),
-    lambda: Stage("x", 1, 1, "nonsense"),
-    lambda: Stage("x", 0, 1, "matmul"),
-    lambda: Roofline(0.0, 1.0),
-    lambda: matmul_peak_flops("cpu", size=0),
-    lambda: matmul_peak_flops("cpu", size=8, dtype=torch.int32),
-    lambda: copy_bandwidth("cpu", mebibytes=0),
-    lambda: matmul_peak_flops("cpu", size=[]),
-    lambda: matmul_peak_flops("cpu", size=[64, -1]),
-    lambda: time_best(lambda: None, repeats=0),
-    lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 3, repeats=0),
-    lambda: time_attention_stages(torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)),
-    lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 2, torch.randn(1, 1, 5, 2)),
+@pytest.mark.parametrize("call, message", [
+    (lambda: arithmetic_intensity(0, 1), r"flops must be > 0, got"),
+    (lambda: arithmetic_intensity(1, 0), r"bytes_moved must be > 0, got"),
+    (lambda: achieved_flops_per_s(0, 1.0), r"flops must be > 0, got"),
+    (lambda: achieved_flops_per_s(1, -1.0), r"seconds must be > 0, got"),
+    (lambda: attainable_flops_per_s(0.0, 1.0, 1.0), r"intensity must be > 0 \(FLOPs"),
+    (lambda: attainable_flops_per_s([1.0, -1.0], 1.0, 1.0), r"intensity must be > 0 \(FLOPs"),
+    (lambda: attainable_flops_per_s(1.0, 0, 1.0), r"peak_flops_per_s must be > 0, got"),
+    (lambda: ridge_intensity(1.0, 0), r"bandwidth_bytes_per_s must be > 0, got"),
+    (lambda: matmul_bytes(0, 1, 1), r"m must be >= 1, got"),
+    (lambda: matmul_bytes(1, 1, 1, bytes_per_element=0), r"bytes_per_element must be >= 1, got"),
+    (lambda: elementwise_bytes(10, reads=0, writes=0), r"an element\-wise stage reads or writes"),
+    (lambda: elementwise_bytes(0), r"numel must be >= 1, got"),
+    (lambda: naive_attention_stages(0, 64), r"n must be >= 1, got"),
+    (lambda: naive_attention_stages(8, 64, softmax_flops_per_element=0), r"softmax_flops_per_element must be >= 1, got"),
+    (lambda: Stage("x", 1, 1, "nonsense"), r"kind must be one of \['elementwise',"),
+    (lambda: Stage("x", 0, 1, "matmul"), r"flops must be >= 1, got"),
+    (lambda: Roofline(0.0, 1.0), r"peak_flops_per_s must be > 0, got"),
+    (lambda: matmul_peak_flops("cpu", size=0), r"size must be >= 1, got"),
+    (lambda: matmul_peak_flops("cpu", size=8, dtype=torch.int32), r"dtype must be a floating\-point torch\.dtype"),
+    (lambda: copy_bandwidth("cpu", mebibytes=0), r"mebibytes must be > 0, got"),
+    (lambda: matmul_peak_flops("cpu", size=[]), r"size must be a positive int"),
+    (lambda: matmul_peak_flops("cpu", size=[64, -1]), r"size must be >= 1, got"),
+    (lambda: time_best(lambda: None, repeats=0), r"repeats must be >= 1, got"),
+    (lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 3, repeats=0), r"repeats must be >= 1, got"),
+    (lambda: time_attention_stages(torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)), r"q must be a 4\-D tensor"),
+    (lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 2, torch.randn(1, 1, 5, 2)), r"q, k, v must have the"),
 ])
-def test_bad_inputs_raise_value_error(call):
-    with pytest.raises(ValueError):
+def test_bad_inputs_raise_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
         call()
 
 

@@ -93,7 +93,15 @@ class KVCache:
         """Store ``k, v`` (``(batch, heads, t, head_dim)``) at positions ``start … start+t-1`` of ``layer``.
 
         Returns the keys and values of positions ``0 … start+t-1`` (views into the cache).
+        ``start`` must equal :attr:`length`, the number of positions filled so far: a later start
+        would leave a gap of zero keys that the next query attends to, an earlier one would silently
+        overwrite. To rerun a step (as :func:`decode_step` does), set ``length`` back first.
         """
+        start = check_int("start", start)
+        if start != self.length:
+            kind = "leave a gap of unfilled (zero) positions" if start > self.length else "overwrite filled positions"
+            raise ValueError(f"the KV cache holds {self.length} positions; writing at start={start} would {kind}. "
+                             f"Write at start={self.length}, or set cache.length = {start} first to rewind.")
         end = start + k.shape[2]
         if end > self.capacity:
             raise ValueError(f"the KV cache holds {self.capacity} positions; writing up to position {end} "
@@ -303,12 +311,15 @@ def generation_flops(prompt_len: int, new_tokens: int, d_model: int, d_ff: int, 
                          for c in contexts[:-1])
 
 
-def decode_step(model: TinyDecoder, context: int, use_cache: bool, batch: int = 1, seed: int = 0):
+def decode_step(model: TinyDecoder, context: int, use_cache: bool, batch: int = 1, seed: int = 0, *,
+                fraction: float = 0.5, limit_bytes: int | None = None):
     """A zero-argument callable that runs *one* decoding step at ``context`` tokens (to time or count).
 
     With the cache, a cache holding ``context - 1`` earlier positions is prepared first (not part of
     the step); the step feeds the newest token at position ``context - 1``. Without it, the step runs
     the model on all ``context`` tokens. Either way only the last position's logits are produced.
+    Each call of the cached step first sets ``cache.length`` back to ``context - 1``, so the step can
+    be run (timed) many times. The memory guard uses the caller's ``fraction`` and ``limit_bytes``.
     Returns ``step`` with ``step.cache`` (or ``None``) attached.
     """
     if not isinstance(model, TinyDecoder):
@@ -323,18 +334,19 @@ def decode_step(model: TinyDecoder, context: int, use_cache: bool, batch: int = 
     tokens = torch.randint(0, model.vocab, (batch, context), generator=g).to(device)
     cache = None
     if use_cache:
-        cache = model.new_cache(batch, context)
+        cache = model.new_cache(batch, context, fraction, limit_bytes)
         if context > 1:
             with torch.no_grad():
                 model(tokens[:, :-1], cache, 0)
         newest = tokens[:, -1:]
 
         def step():
+            cache.length = context - 1
             with torch.no_grad():
                 return model(newest, cache, context - 1)
     else:
         guard_attention(batch, model.heads, context, model.head_dim, device,
-                        model.head.weight.element_size(), 3)
+                        model.head.weight.element_size(), 3, fraction, limit_bytes)
 
         def step():
             with torch.no_grad():
