@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from utils.gradients import forget_gate_bias
 from utils.models import (FAMILIES, ConvClassifier, RecurrentClassifier, cnn_layers_for, count_parameters,
-                          make_model, matched_models, width_for_budget)
+                          lstm_forget_gates, make_model, matched_models, width_for_budget)
 from utils.parameters import conv1d_parameters, linear_parameters, recurrent_parameters
 from utils.reachability import reachability
 from utils.tasks import copy_task
@@ -177,3 +178,51 @@ def test_transformer_attention_weights_are_causal_distributions():
         assert (w.triu(1) == 0).all()                                       # never a future key
     with pytest.raises(ValueError, match="layer must be < 2"):
         model.attention_weights(x, 2)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: make_model("transformer", 12, 4, 8, heads=0),
+    lambda: make_model("transformer", 12, 4, param_budget=2000, heads=0),
+    lambda: width_for_budget("transformer", 2000, 12, 4, heads=0),
+    lambda: make_model("lstm", 12, 4, 8, heads=-1),
+])
+def test_zero_heads_is_a_value_error_that_says_what_to_use(call):
+    # used to be a ZeroDivisionError from d_model % heads
+    with pytest.raises(ValueError, match=r"heads must be >= 1.*use heads=1"):
+        call()
+
+
+def test_forget_bias_sets_the_lstm_forget_gate_and_keeps_the_rest():
+    plain = make_model("lstm", 12, 4, 8, seed=3)
+    biased = make_model("lstm", 12, 4, 8, seed=3, forget_bias=1.0)
+    assert torch.equal(forget_gate_bias(biased.rnn), torch.ones(8))
+    assert not torch.equal(forget_gate_bias(plain.rnn), torch.ones(8))
+    for (name, a), (_, b) in zip(plain.named_parameters(), biased.named_parameters()):
+        if "bias" not in name:
+            assert torch.equal(a, b), name                      # same seed: only the biases differ
+    assert count_parameters(plain) == count_parameters(biased)
+    with pytest.raises(ValueError, match="'lstm' family only"):
+        make_model("gru", 12, 4, 8, forget_bias=1.0)
+
+
+def test_lstm_forget_gates_unroll_matches_nn_lstm():
+    model = make_model("lstm", 12, 4, 6, seed=0, forget_bias=1.0)
+    x, _ = copy_task(5, 9, 3, generator=0)
+    f = lstm_forget_gates(model, x)
+    assert f.shape == (5, 9, 6) and ((f > 0) & (f < 1)).all()
+    # the manual unroll must reproduce nn.LSTM: recompute h from the same gates and compare the readout
+    lstm, e = model.rnn, model.embed(x)
+    hid = lstm.hidden_size
+    h = c = torch.zeros(5, hid)
+    for t in range(9):
+        gates = e[:, t] @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + h @ lstm.weight_hh_l0.T + lstm.bias_hh_l0
+        i, ff, g, o = gates.split(hid, -1)
+        torch.testing.assert_close(torch.sigmoid(ff), f[:, t])
+        c = torch.sigmoid(ff) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+    torch.testing.assert_close(model.readout(h), model(x))
+    # with the forget bias raised, the gates open further (a check that the bias enters the gate)
+    model2 = make_model("lstm", 12, 4, 6, seed=0, forget_bias=4.0)
+    assert lstm_forget_gates(model2, x).mean() > f.mean()
+    with pytest.raises(ValueError, match="needs an 'lstm' model"):
+        lstm_forget_gates(make_model("gru", 12, 4, 6), x)

@@ -30,13 +30,14 @@ from torch import nn
 
 from utils.attention import SelfAttention, naive_attention
 from utils.conv import ConvStack
+from utils.gradients import set_forget_gate_bias
 from utils.parameters import count_parameters
 from utils.positional import sinusoidal
 from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
 
 __all__ = [
     "FAMILIES", "RECURRENT", "count_parameters", "make_model", "width_for_budget", "matched_models",
-    "RecurrentClassifier", "ConvClassifier", "TransformerClassifier", "cnn_layers_for",
+    "RecurrentClassifier", "ConvClassifier", "TransformerClassifier", "cnn_layers_for", "lstm_forget_gates",
 ]
 
 FAMILIES = ("rnn", "lstm", "gru", "cnn", "transformer")
@@ -205,6 +206,12 @@ def _check_common(family, vocab_size, num_classes):
     return vocab_size, num_classes
 
 
+def _check_heads(heads) -> int:
+    return check_int("heads", heads, minimum=1,
+                     hint="heads is the transformer's number of attention heads: use heads=1 (the default) "
+                          "or another divisor of the width d_model.")
+
+
 def _width_step(family: str, heads: int) -> int:
     return math.lcm(2, heads) if family == "transformer" else 1
 
@@ -225,6 +232,7 @@ def width_for_budget(family: str, param_budget: int, vocab_size: int, num_classe
     within ``tolerance`` (relative) of the budget — typically a budget too small for the embedding.
     """
     vocab_size, num_classes = _check_common(family, vocab_size, num_classes)
+    heads = _check_heads(heads)
     budget = check_positive_int("param_budget", param_budget)
     tolerance = check_positive_float("tolerance", tolerance)
     step = _width_step(family, heads)
@@ -245,16 +253,24 @@ def width_for_budget(family: str, param_budget: int, vocab_size: int, num_classe
 
 def make_model(family: str, vocab_size: int, num_classes: int, d_model: int | None = None, *,
                param_budget: int | None = None, n: int | None = None, layers: int = 1, heads: int = 1,
-               ff_mult: int = 2, kernel_size: int = 2, seed: int | None = None) -> nn.Module:
+               ff_mult: int = 2, kernel_size: int = 2, seed: int | None = None,
+               forget_bias: float | None = None) -> nn.Module:
     """Build a token classifier of one family (see the module docstring).
 
     Give either ``d_model`` (the width) or ``param_budget`` (the width is then :func:`width_for_budget`).
     ``n`` (the sequence length) is required for ``"cnn"``, whose depth is ``ceil(log2 n)``. ``layers``,
     ``heads`` and ``ff_mult`` configure the transformer. ``seed`` makes the initial weights reproducible
-    without touching the global RNG. Raises ``ValueError`` for an unknown family, a vocabulary or class
-    count below 2, or a missing/duplicated width.
+    without touching the global RNG. ``forget_bias`` (``"lstm"`` only) sets the LSTM's effective
+    forget-gate bias after initialisation (:func:`utils.gradients.set_forget_gate_bias`; 1.0 is the
+    classic choice of Gers et al. and Jozefowicz et al.). Raises ``ValueError`` for an unknown family, a
+    vocabulary or class count below 2, ``heads < 1``, a missing/duplicated width, or ``forget_bias`` on a
+    family other than ``"lstm"``.
     """
     vocab_size, num_classes = _check_common(family, vocab_size, num_classes)
+    heads = _check_heads(heads)
+    if forget_bias is not None and family != "lstm":
+        raise ValueError(f"forget_bias applies to the 'lstm' family only (it has a forget gate), got family "
+                         f"{family!r}; use forget_bias=None.")
     if (d_model is None) == (param_budget is None):
         raise ValueError("give exactly one of d_model (a width) or param_budget (a parameter count to match).")
     if param_budget is not None:
@@ -262,11 +278,46 @@ def make_model(family: str, vocab_size: int, num_classes: int, d_model: int | No
                                    heads=heads, ff_mult=ff_mult, kernel_size=kernel_size)
     d_model = check_positive_int("d_model", d_model)
     if seed is None:
-        return _build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult, kernel_size)
-    seed = check_int("seed", seed, minimum=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult, kernel_size)
+        model = _build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult, kernel_size)
+    else:
+        seed = check_int("seed", seed, minimum=0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult, kernel_size)
+    if forget_bias is not None:
+        set_forget_gate_bias(model.rnn, forget_bias)
+    return model
+
+
+@torch.no_grad()
+def lstm_forget_gates(model: RecurrentClassifier, tokens: torch.Tensor) -> torch.Tensor:
+    """The forget-gate activations ``f_t = σ(W_if x_t + b_if + W_hf h_{t-1} + b_hf)`` of an ``"lstm"`` model.
+
+    Unrolls the model's one ``nn.LSTM`` layer step by step with its own weights (PyTorch's gate order
+    ``i | f | g | o``) and returns ``f`` of shape ``(batch, n, hidden)``: one value in ``(0, 1)`` per
+    sequence, time step and unit. Raises ``ValueError`` for a model that is not an ``"lstm"``
+    :class:`RecurrentClassifier`.
+    """
+    if not isinstance(model, RecurrentClassifier) or model.family != "lstm":
+        raise ValueError(f"lstm_forget_gates needs an 'lstm' model from make_model, got "
+                         f"{getattr(model, 'family', type(model).__name__)!r}.")
+    model._check_tokens(tokens)
+    lstm = model.rnn
+    x = model.embed(tokens)
+    b, n, _ = x.shape
+    hid = lstm.hidden_size
+    h = x.new_zeros(b, hid)
+    c = x.new_zeros(b, hid)
+    pre_x = x @ lstm.weight_ih_l0.T + lstm.bias_ih_l0 + lstm.bias_hh_l0          # (b, n, 4·hid)
+    forget = []
+    for t in range(n):
+        gates = pre_x[:, t] + h @ lstm.weight_hh_l0.T
+        i, f, g, o = gates.split(hid, dim=-1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        forget.append(f)
+    return torch.stack(forget, dim=1)
 
 
 def matched_models(param_budget: int, vocab_size: int, num_classes: int, n: int, *, families=FAMILIES,
