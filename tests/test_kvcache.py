@@ -172,3 +172,20 @@ def test_decode_step_can_be_repeated_and_honours_the_memory_cap():
     for use_cache in (True, False):
         with pytest.raises(ValueError, match="refusing"):
             decode_step(model, 60, use_cache, limit_bytes=64)
+
+
+def test_decode_step_bytes_counts_weights_once_and_the_whole_cache():
+    from utils.kvcache import decode_step_bytes
+
+    d, L, d_ff, V = 16, 3, 40, 11
+    model = TinyDecoder(vocab=V, d_model=d, heads=2, layers=L, d_ff=d_ff, max_len=64)
+    per_layer = 4 * (d * d + d) + (d * d_ff + d_ff) + (d_ff * d + d) + 2 * 2 * d   # Q,K,V,O, FFN, 2 norms
+    weights = L * per_layer + 2 * d + V * d                                          # final norm, head
+    for T, B in [(1, 1), (10, 1), (10, 3)]:
+        expected = 4 * (weights + 2 * B * d + 2 * L * B * T * d)
+        assert decode_step_bytes(model, T, batch=B) == expected
+    # the cache part equals the cache a step at context T reads (T positions, K and V, every layer)
+    cache = decode_step(model, 10, True).cache
+    assert decode_step_bytes(model, 10) - decode_step_bytes(model, 1) == cache.nbytes * 9 // 10
+    with pytest.raises(ValueError, match="TinyDecoder"):
+        decode_step_bytes(nn.Linear(2, 2), 4)

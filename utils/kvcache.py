@@ -354,3 +354,26 @@ def decode_step(model: TinyDecoder, context: int, use_cache: bool, batch: int = 
     step.cache = cache
     return step
 
+
+
+def decode_step_bytes(model: TinyDecoder, context: int, batch: int = 1) -> int:
+    """Bytes a cached decoding step must read from memory at ``context`` tokens: weights plus KV cache.
+
+    Every weight matrix and vector of the blocks, the final norm and the LM head is read once per step
+    (shared by the ``batch`` sequences); of the two embedding tables only one row each per sequence;
+    and every layer reads the keys and values of all ``context`` positions of every sequence,
+    ``2 · layers · batch · context · d_model`` elements. Activations (a few vectors of width ``d``) are
+    left out. Divided by the step's time this is the bandwidth a decoder achieves; the step's FLOPs
+    (:func:`decode_step_flops`) divided by it is its arithmetic intensity, about
+    ``2 · batch / bytes_per_element`` FLOP/byte when the weights dominate.
+    """
+    if not isinstance(model, TinyDecoder):
+        raise ValueError(f"model must be a TinyDecoder, got {type(model).__name__}.")
+    context = check_positive_int("context", context)
+    batch = check_positive_int("batch", batch)
+    bpe = model.head.weight.element_size()
+    embeddings = {id(model.tok.weight), id(model.pos.weight)}
+    weights = sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
+    rows = 2 * batch * model.d_model
+    kv = 2 * model.n_layers * batch * context * model.d_model
+    return (weights + rows + kv) * bpe
