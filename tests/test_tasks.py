@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from utils.tasks import (BRACKET_TOKENS, COPY_QUERY, as_generator, balanced_blocks, bracket_task, copy_task,
-                         copy_task_layout, is_balanced, render_tokens)
+                         copy_task_layout, is_balanced, position_copy_task, render_tokens)
 
 
 @settings(max_examples=40, deadline=None)
@@ -134,7 +134,86 @@ def test_render_tokens():
     s = render_tokens(x[0])
     assert s.split()[-1] == "?" and s.split()[3] == "ABCD"[int(y[0])]
     assert render_tokens(torch.tensor([1, 3, 0, 4, 2]), "bracket") == "( [ _ ] )"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'copy', 'position_copy' or 'bracket'"):
         render_tokens([1], "other")
     with pytest.raises(ValueError):
         render_tokens([99])
+
+
+def _critical_opener(row) -> int:
+    """Position of the opener matched by the last closer (the one opener left open before it)."""
+    stack = []
+    for i, t in enumerate(int(x) for x in row[:-1]):
+        if t in (1, 3):
+            stack.append(i)
+        elif t in (2, 4):
+            stack.pop()
+    assert len(stack) == 1
+    return stack[0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(3, 30), data=st.data(), batch=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_bracket_task_with_d_max_draws_a_span_per_sequence(n, data, batch, seed):
+    d = data.draw(st.integers(1, n - 2))
+    d_max = data.draw(st.integers(d, n - 1))
+    x, y = bracket_task(batch, n, d, d_max=d_max, generator=seed)
+    assert x.shape == (batch, n) and y.shape == (batch,)
+    for row, label in zip(x, y):
+        assert is_balanced(row) == bool(label)
+        span = n - 1 - _critical_opener(row)
+        assert d <= span <= d_max
+
+
+def test_bracket_task_with_d_max_uses_every_span_and_no_fixed_offset_decides():
+    n, lo, hi = 24, 1, 22
+    x, y = bracket_task(6000, n, lo, d_max=hi, generator=0)
+    spans = torch.tensor([n - 1 - _critical_opener(r) for r in x])
+    counts = torch.bincount(spans, minlength=hi + 1)[lo:]
+    assert (counts > 0).all() and counts.max() < 2 * counts.min() + 100        # roughly uniform over lo … hi
+    # the fixed-offset shortcut of a fixed d: "is the token at n-1-d an opener of the closer's type?"
+    # agrees with the label only on the sequences whose span is d, so it is far from solving the task
+    for d in (2, 10):
+        opener = x[:, n - 1 - d]
+        shortcut = (opener == x[:, -1] - 1).long()
+        assert (shortcut == y).float().mean() < 0.75
+    assert torch.equal(bracket_task(50, n, lo, d_max=hi, generator=3)[0], bracket_task(50, n, lo, d_max=hi, generator=3)[0])
+    with pytest.raises(ValueError, match="d_max must be >= 5"):
+        bracket_task(2, n, 5, d_max=4)
+    with pytest.raises(ValueError, match="d must be < n"):
+        bracket_task(2, n, 5, d_max=n)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 40), data=st.data(), num_values=st.integers(2, 6), batch=st.integers(1, 16),
+       seed=st.integers(0, 2**16))
+def test_position_copy_task_target_is_the_symbol_d_before_the_query(n, data, num_values, batch, seed):
+    d = data.draw(st.integers(1, n - 1))
+    x, y = position_copy_task(batch, n, d, num_values=num_values, generator=seed)
+    assert x.shape == (batch, n) and x.dtype == torch.long and y.shape == (batch,)
+    assert (x[:, n - 1] == COPY_QUERY).all()
+    assert (x[:, : n - 1] >= 1).all() and (x[:, : n - 1] <= num_values).all()     # one alphabet everywhere
+    assert torch.equal(y, x[:, n - 1 - d] - 1)
+
+
+def test_position_copy_task_cannot_be_solved_by_content():
+    # in copy_task the value is the one token from its own group; here the target symbol also fills the
+    # other positions, so "which symbols occur" says little about the answer
+    n, d = 24, 8
+    x, y = position_copy_task(4000, n, d, generator=0)
+    assert abs(torch.bincount(y, minlength=4).float() / 4000 - 0.25).max() < 0.03
+    occurs_elsewhere = torch.stack([(x[i, : n - 1] == x[i, n - 1 - d]).sum() > 1 for i in range(len(x))])
+    assert occurs_elsewhere.float().mean() > 0.99
+    # the best content-only guess, the most frequent symbol, is right far less often than the position
+    counts = torch.stack([torch.bincount(r[: n - 1] - 1, minlength=4) for r in x])
+    assert (counts.argmax(1) == y).float().mean() < 0.45
+    with pytest.raises(ValueError, match="d must be < n"):
+        position_copy_task(2, 10, 10)
+    with pytest.raises(ValueError, match="num_values must be >= 2"):
+        position_copy_task(2, 10, 3, num_values=1)
+
+
+def test_render_position_copy_tokens():
+    assert render_tokens(torch.tensor([1, 4, 2, 0]), "position_copy") == "A D B ?"
+    with pytest.raises(ValueError, match="position-copy tokens"):
+        render_tokens([5], "position_copy")

@@ -13,6 +13,11 @@ dependency the model has to learn, independent of ``n``.
 
   The target is the index of the value (``0 … num_values-1``); chance accuracy is ``1/num_values``.
 
+* :func:`position_copy_task` (recall by position). The same query at ``n - 1``, but every other position
+  holds a symbol from **one** alphabet ``1 … num_values``, and the target is the symbol at ``n-1-d``. The
+  value cannot be recognised by what it is — the same symbols appear everywhere — only by *where* it is,
+  so a model must know positions (order) to solve it. Chance accuracy is ``1/num_values``.
+
 * :func:`bracket_task` (balanced or not). Tokens ``_ ( ) [ ]`` (ids ``0 … 4``). A *critical* opening
   bracket sits at ``n-1-d`` and the last token ``n-1`` is a closing bracket; every other position holds
   balanced material (filler and complete pairs, nested at most two deep). The whole string is balanced
@@ -34,7 +39,8 @@ import torch
 from utils.validate import check_int, check_positive_int
 
 __all__ = [
-    "COPY_QUERY", "BRACKET_TOKENS", "copy_task", "copy_task_layout", "bracket_task", "balanced_blocks",
+    "COPY_QUERY", "BRACKET_TOKENS", "copy_task", "copy_task_layout", "position_copy_task", "bracket_task",
+    "balanced_blocks",
     "is_balanced", "render_tokens", "as_generator",
 ]
 
@@ -98,6 +104,28 @@ def copy_task(batch_size: int, n: int, d: int, *, num_values: int = 4, vocab_siz
     return inputs.to(device), targets.to(device)
 
 
+def position_copy_task(batch_size: int, n: int, d: int, *, num_values: int = 4, generator=None,
+                       device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recall the symbol that sits ``d`` positions before the query, where every position holds a symbol.
+
+    Vocabulary ``0 … num_values``: ``0`` is :data:`COPY_QUERY` (at position ``n-1``), ``1 … num_values``
+    the symbols, drawn uniformly and independently at every position ``0 … n-2``. The target is the
+    symbol at ``n-1-d``, as a class ``0 … num_values-1`` (symbol id minus 1). Unlike :func:`copy_task`,
+    the decisive token looks exactly like the others (the "distractors" and the value share one
+    alphabet), so only its *position* identifies it. Since ``n`` is fixed, that position is both "``d``
+    before the query" and the absolute position ``n-1-d``: a model may use either. Raises ``ValueError``
+    for ``d < 1``, ``d >= n`` or ``num_values < 2``.
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    n, d = _check_distance(n, d, "position copy task")
+    num_values = check_int("num_values", num_values, minimum=2, hint="with one symbol there is nothing to recall.")
+    gen = as_generator(generator)
+    inputs = torch.randint(1, num_values + 1, (batch_size, n), generator=gen)
+    inputs[:, n - 1] = COPY_QUERY
+    targets = inputs[:, n - 1 - d] - 1
+    return inputs.to(device), targets.to(device)
+
+
 def is_balanced(tokens) -> bool:
     """True iff a bracket-task sequence (ids ``0 … 4``) is a well-nested word (fillers ignored)."""
     stack = []
@@ -138,18 +166,36 @@ def _balanced_segment(batch_size: int, m: int, gen) -> torch.Tensor:
     return torch.cat(parts, dim=1) if parts else torch.empty(batch_size, 0, dtype=torch.long)
 
 
-def bracket_task(batch_size: int, n: int, d: int, *, generator=None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def bracket_task(batch_size: int, n: int, d: int, *, d_max: int | None = None, generator=None,
+                 device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Balanced-or-not classification whose deciding bracket pair spans exactly ``d`` positions.
 
     Returns ``inputs`` ``(batch_size, n)`` (``torch.long``, ids of :data:`BRACKET_TOKENS`) and ``targets``
     ``(batch_size,)``: ``1`` if the sequence is balanced, ``0`` if not (half of each on average). The
     critical opener sits at ``n-1-d``, the last token is a closer of the same type (balanced) or the other
     type (not balanced); positions ``0 … n-2-d`` and the ``d-1`` positions inside the pair are filled with
-    balanced blocks (:func:`balanced_blocks`). Raises ``ValueError`` for ``d < 1`` or ``d >= n``.
+    balanced blocks (:func:`balanced_blocks`).
+
+    With a fixed ``d`` the critical opener is always at the same offset, so a model can solve the task by
+    comparing the token at ``n-1-d`` with the last one, without any bracket matching. ``d_max`` removes
+    that shortcut: every sequence then draws its own span uniformly from ``d … d_max`` (inclusive), the
+    critical opener can be at any of those offsets, and the model must find the one opener left unmatched
+    by the balanced material around it. Raises ``ValueError`` for ``d < 1``, ``d >= n``, or ``d_max``
+    outside ``d … n-1``.
     """
     batch_size = check_positive_int("batch_size", batch_size)
     n, d = _check_distance(n, d, "bracket task")
     gen = as_generator(generator)
+    if d_max is not None:
+        d_max = check_int("d_max", d_max, minimum=d, hint=f"d_max is the largest span drawn; use d <= d_max <= n-1.")
+        _check_distance(n, d_max, "bracket task")
+        spans = torch.randint(d, d_max + 1, (batch_size,), generator=gen)
+        inputs = torch.empty(batch_size, n, dtype=torch.long)
+        targets = torch.empty(batch_size, dtype=torch.long)
+        for span in spans.unique().tolist():
+            rows = (spans == span).nonzero().squeeze(1)
+            inputs[rows], targets[rows] = bracket_task(len(rows), n, span, generator=gen)
+        return inputs.to(device), targets.to(device)
     p = n - 1 - d
     opener = 1 + 2 * torch.randint(0, 2, (batch_size,), generator=gen)          # 1 "(" or 3 "["
     targets = torch.randint(0, 2, (batch_size,), generator=gen)
@@ -161,13 +207,17 @@ def bracket_task(batch_size: int, n: int, d: int, *, generator=None, device=None
 
 def render_tokens(tokens, task: str = "copy", *, num_values: int = 4, vocab_size: int = 12) -> str:
     """A readable string for one sequence: copy task ``? `` query, ``a b c …`` distractors, ``A B …``
-    values; bracket task ``_ ( ) [ ]``."""
+    values; position copy task ``?`` query and ``A B …`` symbols; bracket task ``_ ( ) [ ]``."""
     out = []
     for t in (int(x) for x in tokens):
         if task == "bracket":
             if not 0 <= t < len(BRACKET_TOKENS):
                 raise ValueError(f"bracket tokens are ids 0 … 4, got {t}.")
             out.append(BRACKET_TOKENS[t])
+        elif task == "position_copy":
+            if not 0 <= t <= num_values:
+                raise ValueError(f"position-copy tokens are ids 0 … {num_values}, got {t}.")
+            out.append("?" if t == COPY_QUERY else chr(ord("A") + t - 1))
         elif task == "copy":
             layout = copy_task_layout(num_values, vocab_size)
             if t == COPY_QUERY:
@@ -179,5 +229,5 @@ def render_tokens(tokens, task: str = "copy", *, num_values: int = 4, vocab_size
             else:
                 raise ValueError(f"token {t} is outside the copy-task vocabulary 0 … {vocab_size - 1}.")
         else:
-            raise ValueError(f"task must be 'copy' or 'bracket', got {task!r}.")
+            raise ValueError(f"task must be 'copy', 'position_copy' or 'bracket', got {task!r}.")
     return " ".join(out)
