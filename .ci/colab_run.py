@@ -52,6 +52,9 @@ def main(argv: list[str]) -> int:
         return 1
     env = {k: v for k, v in os.environ.items() if k not in ("COURSE_BOOK_BUILD", "PYTHONPATH", "VIRTUAL_ENV")}
     env["PYTHONNOUSERSITE"] = "1"
+    # Several notebooks run at once: give each kernel its share of the cores, as one notebook alone on a
+    # Colab CPU runtime has all of them (oversubscribed OpenMP threads spin and slow everything down).
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.workers))))
     with tempfile.TemporaryDirectory(prefix="colab-run-") as tmp:
         tmp = pathlib.Path(tmp)
         src, run = tmp / "course", tmp / "run"
