@@ -43,7 +43,10 @@ book: install
 	@echo ""
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html in a browser."
 
-test: install test-hygiene test-utils test-notebooks test-book
+# The two notebook runs (nbval in the Colab-like environment, and the site build) each execute every notebook
+# once, one kernel at a time; they run side by side, one core each, with one torch thread per kernel.
+test: install test-hygiene test-utils
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-book NBVAL_WORKERS=1
 	@echo "All tests passed."
 
 test-hygiene: install
