@@ -46,6 +46,8 @@ def format_value(value) -> str:
             return str(x)
         if x == int(x) and abs(x) < 1e15:
             return f"{int(x):,}"
+        if 1e4 <= abs(x) < 1e15:  # large: digits with separators, not an exponent
+            return f"{x:,.1f}"
         return f"{x:.4g}"
     text = str(value)
     return text if len(text) <= 160 else text[:157] + "…"
