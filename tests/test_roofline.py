@@ -155,3 +155,21 @@ def test_cuda_roofline_and_stages_run():
     q = torch.randn(1, 4, 1024, 64, device="cuda")
     stages = time_attention_stages(q, q, q, min_run_time=0.01)
     assert all(t.median > 0 for t in stages.values())
+
+
+def test_tiled_attention_bytes_follows_dao_theorem_2():
+    from utils.roofline import tiled_attention_bytes
+
+    d, sram = 64, 100 * 1024                       # 51200 FP16 elements: B_c = 200 key rows per block
+    assert tiled_attention_bytes(200, d, sram) == 2 * (200 * d + 400 + 2 * 200 * d + (3 * 200 * d + 800))
+    big = [tiled_attention_bytes(n, d, sram) for n in (8192, 16384, 32768)]
+    # quadratic in n at large n (the T_c factor grows with n) ...
+    assert 3.8 < big[1] / big[0] < 4.1 and 3.9 < big[2] / big[1] < 4.1
+    # ... and inversely proportional to the SRAM size, as Theta(n^2 d^2 / M) says
+    assert 1.9 < tiled_attention_bytes(32768, d, sram) / tiled_attention_bytes(32768, d, 2 * sram) < 2.1
+    # far above the ideal fused traffic (4 n d) at long n, and a batch of heads multiplies it
+    ideal = fused_attention_stage(32768, d, bytes_per_element=2).bytes_moved
+    assert big[2] > 20 * ideal
+    assert tiled_attention_bytes(512, d, sram, batch=2, heads=3) == 6 * tiled_attention_bytes(512, d, sram)
+    with pytest.raises(ValueError, match="not even one row"):
+        tiled_attention_bytes(512, 64, 255)

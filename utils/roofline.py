@@ -324,12 +324,44 @@ def fused_attention_stage(n: int, head_dim: int, batch: int = 1, heads: int = 1,
                           bytes_per_element: int = 4, softmax_flops_per_element: int = 5) -> Stage:
     """Attention as one fused kernel (FlashAttention's ideal): the same FLOPs as
     :func:`naive_attention_stages` in total, but only Q, K, V read and O written — ``4·n·d_h`` elements
-    per head — because the ``n × n`` scores never leave on-chip memory. Real kernels re-read K and V once
-    per block of queries, so their traffic lies between this and the naive one."""
+    per head — because the ``n × n`` scores never leave on-chip memory. This is a lower bound no real
+    kernel reaches: with on-chip memory of finite size a tiled kernel re-reads blocks, and its traffic
+    grows like ``n²·d_h²/M`` (:func:`tiled_attention_bytes`), quadratic in ``n`` again."""
     stages = naive_attention_stages(n, head_dim, batch, heads, bytes_per_element=bytes_per_element,
                                     softmax_flops_per_element=softmax_flops_per_element)
     bh = batch * heads
     return Stage("fused", sum(s.flops for s in stages), 4 * bh * n * head_dim * bytes_per_element, "fused")
+
+
+def tiled_attention_bytes(n: int, head_dim: int, sram_bytes: int, batch: int = 1, heads: int = 1, *,
+                          bytes_per_element: int = 2) -> int:
+    """Main-memory (HBM) bytes of FlashAttention's forward pass, Algorithm 1 of Dao et al. (2022), with
+    on-chip memory (SRAM) of ``sram_bytes``.
+
+    With ``M = sram_bytes / bytes_per_element`` elements the algorithm uses key/value blocks of
+    ``B_c = ⌈M / (4 d)⌉`` rows and query blocks of ``B_r = min(B_c, d)`` rows. It initialises O and the
+    row statistics ℓ, m in HBM (``n·d + 2n`` elements written); its outer loop runs over the
+    ``T_c = ⌈n / B_c⌉`` key/value blocks, reading each once (``2·n·d`` in all); for every one of them
+    the inner loop reads Q, O, ℓ, m and writes O, ℓ, m, block by block (``3·n·d + 4·n`` per outer
+    step). Per head:
+
+        elements = n·d + 2n + 2·n·d + T_c · (3·n·d + 4·n)  =  Θ(n² d² / M),
+
+    the count of their Theorem 2 (standard attention: Θ(n·d + n²)). Requires ``d ≤ M`` (a block row
+    must fit); the theorem assumes ``d ≤ M ≤ n·d``.
+    """
+    n = check_positive_int("n", n)
+    d = check_positive_int("head_dim", head_dim)
+    sram = check_positive_int("sram_bytes", sram_bytes, "Use the on-chip memory per processor, e.g. 100 * 1024.")
+    bh = check_positive_int("batch", batch) * check_positive_int("heads", heads)
+    b = check_positive_int("bytes_per_element", bytes_per_element, "Use 2 for float16/bfloat16, 4 for float32.")
+    m = sram // b
+    if m < 4 * d:
+        raise ValueError(f"sram_bytes={sram} holds {m} elements, fewer than 4·head_dim={4 * d}: not even one "
+                         "row of Q, K, V and O fits. Use a larger SRAM or a smaller head.")
+    block_c = -(-m // (4 * d))
+    outer = -(-n // block_c)
+    return bh * b * (n * d + 2 * n + 2 * n * d + outer * (3 * n * d + 4 * n))
 
 
 def attention_stages_bytes(batch: int, heads: int, n: int, head_dim: int, bytes_per_element: int = 4) -> int:
