@@ -6,6 +6,7 @@ and what to change, so that a reader who mistypes a notebook cell learns how to 
 
 from __future__ import annotations
 
+import math
 import numbers
 
 
@@ -26,9 +27,12 @@ def check_positive_int(name: str, value, hint: str = "") -> int:
 
 
 def check_positive_float(name: str, value, hint: str = "") -> float:
-    """A real number > 0 (a memory budget, a spectral radius)."""
+    """A finite real number > 0 (a memory budget, a spectral radius); ``inf`` and ``nan`` are rejected."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    if not math.isfinite(value):
+        extra = f" {hint}" if hint else ""
+        raise ValueError(f"{name} must be a finite number > 0, got {value}.{extra}")
     if not value > 0:
         extra = f" {hint}" if hint else ""
         raise ValueError(f"{name} must be > 0, got {value}.{extra}")
@@ -36,7 +40,15 @@ def check_positive_float(name: str, value, hint: str = "") -> float:
 
 
 def check_choice(name: str, value, choices) -> str:
-    """One of a fixed set of names (a model family, a padding mode)."""
-    if value not in choices:
+    """One of a fixed set of names (a model family, a padding mode).
+
+    A value that cannot be looked up at all (an unhashable list or dict) is a ``ValueError`` too, not
+    the ``TypeError`` that ``value in a_set`` would raise.
+    """
+    try:
+        found = value in choices
+    except TypeError:
+        found = False
+    if not found:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}.")
     return value
