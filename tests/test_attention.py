@@ -45,6 +45,42 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
         SelfAttention(**kwargs)
 
 
+@pytest.mark.parametrize("impl", ["naive", "sdpa"])
+@pytest.mark.parametrize("mask", ["none", "causal"])
+def test_causal_true_is_causal_whatever_the_mask(impl, mask):
+    # Was silently a full (non-causal) layer unless mask="local".
+    torch.manual_seed(0)
+    layer = SelfAttention(8, heads=2, mask=mask, causal=True, impl=impl).double().eval()
+    assert layer.causal and layer.mask_kind == "causal"
+    assert torch.equal(layer.build_mask(5), causal_mask(5))
+    x = torch.randn(1, 6, 8, dtype=torch.float64)
+    x2 = x.clone()
+    x2[:, -1] += 1.0                                  # change only the last position
+    y, y2 = layer(x), layer(x2)
+    torch.testing.assert_close(y[:, :-1], y2[:, :-1], rtol=0, atol=0)   # no earlier output sees it
+    assert not torch.allclose(y[:, -1], y2[:, -1])
+
+
+def test_mask_causal_sets_causal_and_local_causal_keeps_its_window():
+    assert SelfAttention(8, mask="causal").causal
+    local = SelfAttention(8, mask="local", radius=2, causal=True)
+    assert torch.equal(local.build_mask(6), local_mask(6, 2, causal=True))
+    assert SelfAttention(8).build_mask(6) is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(radius=2), r"radius=2 only applies to mask='local' \(got mask='none'\)"),
+    (dict(mask="causal", radius=0), r"radius=0 only applies to mask='local' \(got mask='causal'\)"),
+    (dict(mask="local", radius=-1), "radius must be >= 0"),
+    (dict(mask="local", radius=1.5), "radius must be a whole number"),
+    (dict(causal="yes"), "causal must be True or False"),
+])
+def test_radius_without_a_local_mask_is_an_error(kwargs, message):
+    # radius was silently ignored without mask="local" (and checked only at the first forward).
+    with pytest.raises(ValueError, match=message):
+        SelfAttention(8, **kwargs)
+
+
 def test_bad_mask_arguments():
     with pytest.raises(ValueError, match="n must be >= 1"):
         local_mask(0, 1)
@@ -64,10 +100,14 @@ def test_self_attention_shapes(n, heads, impl):
 
 # --- backends by capability (fake GPUs; the CPU for real) ---------------------------------------------
 
-from fake_devices import FAKE, use_fake_gpu  # noqa: E402
+from utils.attention import (  # noqa: E402
+    available_attention_impls,
+    check_sdpa_backend,
+    fused_attention_impl,
+    unavailable_backend_message,
+)
 
-from utils.attention import (available_attention_impls, check_sdpa_backend, fused_attention_impl,  # noqa: E402
-                             unavailable_backend_message)
+from fake_devices import FAKE, use_fake_gpu  # noqa: E402
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
 
@@ -95,7 +135,8 @@ def test_check_sdpa_backend_says_what_to_use_instead(monkeypatch):
     use_fake_gpu(monkeypatch, FAKE["t4"])
     assert check_sdpa_backend("efficient", "cuda", torch.float16) == "efficient"
     with pytest.raises(ValueError, match=r"^flash needs compute capability >= 8.0 and fp16/bf16 .*; this GPU "
-                                         r"\(Tesla T4, sm75\) runs, in float16: math, efficient — use impl='efficient'\.$"):
+                                         r"\(Tesla T4, sm75\) runs, in float16: math, efficient "
+                                         r"— use impl='efficient'\.$"):
         check_sdpa_backend("flash", "cuda", torch.float16)
     with pytest.raises(ValueError, match="runs, in bfloat16: math — use impl='math'"):
         check_sdpa_backend("efficient", "cuda", torch.bfloat16)

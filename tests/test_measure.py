@@ -31,7 +31,8 @@ def case(name, n):
                                      attention_graph(n, 2, causal=True)),
         "local": (SelfAttention(D, mask="local", radius=1), local_attention_graph(n, 1)),
         "local-naive": (SelfAttention(D, mask="local", radius=2, impl="naive"), local_attention_graph(n, 2)),
-        "local-causal-2layers": (nn.Sequential(*(SelfAttention(D, mask="local", radius=2, causal=True) for _ in range(2))),
+        "local-causal-2layers": (nn.Sequential(*(SelfAttention(D, mask="local", radius=2, causal=True)
+                                                 for _ in range(2))),
                                  local_attention_graph(n, 2, 2, causal=True)),
     }[name]
 

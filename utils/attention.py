@@ -129,7 +129,8 @@ def sdpa_attention(q, k, v, mask: torch.Tensor | None = None, backend: str | Non
         reason = unavailable_backend_message(backend, q.device, q.dtype, q.shape[-1]) \
             if backend not in _env.sdpa_backends(q.device, q.dtype, q.shape[-1]) else \
             (f"{backend} runs on {q.device} in {q.dtype} but not on these inputs"
-             + (" (it takes no arbitrary attn_mask; use 'math' or 'efficient' with a mask)" if mask is not None else ""))
+             + (" (it takes no arbitrary attn_mask; use 'math' or 'efficient' with a mask)"
+                if mask is not None else ""))
         raise ValueError(reason) from None
 
 
@@ -137,7 +138,9 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention on ``(batch, n, d_model)`` with a chosen mask and implementation.
 
     ``mask``: ``"none"`` (full), ``"causal"``, or ``"local"`` (with ``radius``; ``causal=True`` for a
-    causal window). ``impl``: ``"naive"`` (scores materialised) or ``"sdpa"``.
+    causal window). ``causal=True`` always gives a causal layer: with ``mask="none"`` it means
+    ``mask="causal"``. ``radius`` belongs to ``mask="local"`` only; with another mask it is an error
+    (it would be silently ignored). ``impl``: ``"naive"`` (scores materialised) or ``"sdpa"``.
     """
 
     def __init__(self, d_model: int, heads: int = 1, mask: str = "none", radius: int | None = None,
@@ -148,9 +151,18 @@ class SelfAttention(nn.Module):
         if d_model % heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads}); change one of them.")
         self.mask_kind = check_choice("mask", mask, {"none", "causal", "local"})
-        if mask == "local" and radius is None:
-            raise ValueError("mask='local' needs a radius, e.g. radius=2.")
-        self.radius, self.causal = radius, causal
+        if not isinstance(causal, bool):
+            raise ValueError(f"causal must be True or False, got {causal!r}.")
+        if mask == "local":
+            if radius is None:
+                raise ValueError("mask='local' needs a radius, e.g. radius=2.")
+            radius = check_int("radius", radius, minimum=0, hint="radius 0 lets each position see only itself.")
+        elif radius is not None:
+            raise ValueError(f"radius={radius!r} only applies to mask='local' (got mask={mask!r}); "
+                             "pass mask='local' for a window, or drop radius.")
+        if causal and mask == "none":
+            self.mask_kind = "causal"  # causal=True must never give a layer that sees the future
+        self.radius, self.causal = radius, causal or mask == "causal"
         self.impl = check_choice("impl", impl, {"naive", "sdpa"})
         self.heads, self.head_dim = heads, d_model // heads
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
