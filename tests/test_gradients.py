@@ -15,11 +15,6 @@ from utils.gradients import (
     set_forget_gate_bias,
     spectral_radius,
 )
-from utils.measure import gradient_norms_vs_distance as facade_gradient_norms
-
-
-def test_facade_reexports():
-    assert facade_gradient_norms is gradient_norms_vs_distance
 
 
 @settings(deadline=None, max_examples=25)
@@ -207,3 +202,36 @@ def test_cuda_model_with_a_cpu_sequence_gives_the_cpu_answer():
     g_cpu, f_cpu = lstm_cell_gradient_norms(lstm.cpu(), x)
     g_gpu, f_gpu = lstm_cell_gradient_norms(lstm.to("cuda"), x)
     assert torch.allclose(g_gpu, g_cpu, rtol=1e-6, atol=1e-12) and torch.allclose(f_gpu, f_cpu, atol=1e-12)
+
+
+class _Stateless(nn.Module):
+    """A model with no recurrent state: returns one (batch, n, d_out) tensor."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.lin = nn.Linear(d, d)
+
+    def forward(self, x, state=None):
+        return self.lin(x)
+
+
+class _Triple(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.rnn = nn.RNN(d, d, batch_first=True)
+
+    def forward(self, x, state=None):
+        y, h = self.rnn(x, state)
+        return y, h, None
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_window_on_a_model_without_state_is_a_clear_error(d):
+    # The old code unpacked the lone (d_out, n, d_out) tensor as (output, state) along its batch
+    # dimension: an IndexError deep inside for d_out == 2, an unpacking error for d_out == 3.
+    model, x = _Stateless(d), torch.randn(6, d)
+    assert gradient_norms_vs_distance(model, x).shape == (6,)  # fine without window
+    with pytest.raises(ValueError, match=r"window= \(truncated BPTT\) needs a recurrent model .* it returned Tensor"):
+        gradient_norms_vs_distance(model, x, window=2)
+    with pytest.raises(ValueError, match="it returned a tuple of 3"):
+        gradient_norms_vs_distance(_Triple(d), x, window=2)

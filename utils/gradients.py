@@ -181,6 +181,17 @@ def _first(y):
     return y[0] if isinstance(y, tuple) else y
 
 
+def _check_output_and_state(result):
+    """With ``window=`` the model must return ``(output, state)``; a lone tensor would otherwise be
+    unpacked along its batch dimension and give silently wrong norms."""
+    if not (isinstance(result, tuple) and len(result) == 2):
+        got = (f"a tuple of {len(result)}" if isinstance(result, tuple) else type(result).__name__)
+        raise ValueError("window= (truncated BPTT) needs a recurrent model that accepts (x, state) and returns "
+                         f"(output, state) like nn.RNN/nn.LSTM/nn.GRU; it returned {got}. Drop window= for a "
+                         "model without a state.")
+    return result
+
+
 def _detach_state(state):
     if isinstance(state, tuple):  # nn.LSTM: (h, c)
         return tuple(s.detach() for s in state)
@@ -220,7 +231,10 @@ def gradient_norms_vs_distance(model, x: torch.Tensor, *, norm: str = "spectral"
         model = copy.deepcopy(model).to(dtype).eval()
     n, d_in = x.shape
     with torch.no_grad():
-        probe = _first(model(x.detach().to(dtype).unsqueeze(0)))
+        probe = model(x.detach().to(dtype).unsqueeze(0))
+    if window is not None:
+        _check_output_and_state(probe)
+    probe = _first(probe)
     if probe.dim() != 3 or probe.shape[:2] != (1, n):
         raise ValueError(f"model must map (batch, n, d) to (batch, n, d_out); got {tuple(probe.shape)}.")
     d_out = probe.shape[-1]
@@ -232,7 +246,8 @@ def gradient_norms_vs_distance(model, x: torch.Tensor, *, norm: str = "spectral"
         starts = [0] + bounds[:-1]
         state, outs = None, []
         for s, e in zip(starts, bounds):
-            out, state = model(xb[:, s:e], state) if state is not None else model(xb[:, s:e])
+            out, state = _check_output_and_state(model(xb[:, s:e], state) if state is not None
+                                                 else model(xb[:, s:e]))
             state = _detach_state(state)
             outs.append(out)
         y = torch.cat(outs, dim=1)
