@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.utils.benchmark as benchmark
 
-from utils.validate import check_positive_float
+from utils.validate import check_int, check_positive_float, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,15 @@ def time_call(fn, *, min_run_time: float = 0.1, threads: int | None = None, warm
     """Time ``fn()`` (no arguments) and return its median over repeated blocks.
 
     ``threads`` defaults to the current ``torch.get_num_threads()`` — note that ``benchmark.Timer``
-    itself defaults to *one* thread, which silently changes CPU results.
+    itself defaults to *one* thread, which silently changes CPU results. ``threads`` must be ``None``
+    or ``>= 1``, ``warmup`` (untimed calls before timing) ``>= 0``.
     """
     check_positive_float("min_run_time", min_run_time, "Use a positive number of seconds, e.g. 0.1.")
-    threads = threads or torch.get_num_threads()
+    if threads is None:
+        threads = torch.get_num_threads()
+    else:
+        threads = check_positive_int("threads", threads, "Use None for torch's current thread count.")
+    warmup = check_int("warmup", warmup, minimum=0, hint="warmup counts untimed calls; 0 means none.")
     for _ in range(warmup):
         fn()
     synchronize()
@@ -69,8 +74,6 @@ def time_forward_vs_n(fn, ns, make_input, *, device=None, min_run_time: float = 
     Returns one :class:`Timing` per ``n``, in the order of ``ns``; each comes from :func:`time_call`,
     so the median is taken over repeated blocks on ``threads`` threads (default: all torch threads).
     """
-    from utils.validate import check_positive_int
-
     if not callable(fn):
         raise ValueError(f"fn must be an nn.Module or a callable, got {type(fn).__name__}.")
     if not callable(make_input):
