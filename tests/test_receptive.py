@@ -8,8 +8,15 @@ from hypothesis import given, settings, strategies as st
 
 from utils.conv import ConvStack
 from utils.graphs import conv_graph, hops_matrix, reachability_matrix
-from utils.receptive import (dilated_layers_to_connect, doubling_dilations, input_gradient_profile,
-                             layers_to_connect, profile_width, reach, receptive_field)
+from utils.receptive import (
+    dilated_layers_to_connect,
+    doubling_dilations,
+    input_gradient_profile,
+    layers_to_connect,
+    profile_width,
+    reach,
+    receptive_field,
+)
 
 
 def test_the_k3_table_and_the_dilated_example():
@@ -84,17 +91,17 @@ def test_linear_stack_gradient_is_exactly_zero_outside_the_field_and_nonzero_ins
         assert torch.equal(prof > 0, graph_row)
 
 
-def test_effective_field_of_a_random_linear_stack_follows_sqrt_L():
+def test_effective_field_of_a_random_linear_stack_follows_sqrt_L(one_thread):
     # E[g_i^2] of a linear stack with i.i.d. zero-mean weights is the L-fold convolution of a uniform
     # 3-tap profile: its standard deviation is sqrt(L (k^2 - 1) / 12) = sqrt(2L/3) for k = 3.
-    torch.set_num_threads(1)
     widths = {}
     for L in (2, 8):
         profs = []
         for s in range(30):
-            torch.manual_seed(s)
-            profs.append(input_gradient_profile(ConvStack(8, 3, L, padding="centred", activation=False),
-                                                2 * L + 21, 8, seed=s))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(s)
+                stack = ConvStack(8, 3, L, padding="centred", activation=False)
+            profs.append(input_gradient_profile(stack, 2 * L + 21, 8, seed=s))
         widths[L] = profile_width(torch.stack(profs).mean(0))
         assert widths[L] == pytest.approx(math.sqrt(2 * L / 3), rel=0.2)
     assert widths[8] / widths[2] < 8 / 2  # far slower than the linear growth of R

@@ -7,8 +7,17 @@ import torch
 
 from utils import sequential
 from utils.env import load_reference
-from utils.sequential import (FAMILIES, Backbone, forward_time_sweep, make_backbone, make_backbones,
-                              per_step_times, sequential_steps_of, serial_time_estimate, serial_vs_batched)
+from utils.sequential import (
+    FAMILIES,
+    Backbone,
+    forward_time_sweep,
+    make_backbone,
+    make_backbones,
+    per_step_times,
+    sequential_steps_of,
+    serial_time_estimate,
+    serial_vs_batched,
+)
 from utils.timing import Timing, time_forward_vs_n
 
 # --- time_forward_vs_n -------------------------------------------------------------------------------
@@ -144,6 +153,26 @@ def test_serial_vs_batched_returns_two_timings_and_rejects_non_recurrent():
     assert serial.median > 0 and batched.median > 0
     with pytest.raises(ValueError, match="recurrent"):
         serial_vs_batched("cnn", 16)
+
+
+def test_sweeps_leave_the_callers_rng_alone_and_are_deterministic(monkeypatch):
+    # They used to call torch.manual_seed(seed), reseeding the caller's global generator.
+    built = []
+    real = sequential.make_backbone
+    monkeypatch.setattr(sequential, "make_backbone",
+                        lambda *a, **k: built.append(real(*a, **k)) or built[-1])
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    forward_time_sweep([8], d_model=8, batch=1, device="cpu", min_run_time=0.001, families=("rnn",), seed=3)
+    serial_vs_batched("rnn", 8, d_model=8, device="cpu", min_run_time=0.001, seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    # the same seed builds the same weights, whatever the caller's generator did in between
+    torch.randn(10)
+    forward_time_sweep([8], d_model=8, batch=1, device="cpu", min_run_time=0.001, families=("rnn",), seed=3)
+    w = [b.module.weight_hh_l0 for b in built]
+    assert len(w) == 3 and torch.equal(w[0], w[1]) and torch.equal(w[0], w[2])
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        serial_vs_batched("rnn", 8, device="cpu", seed=-1)
 
 
 def test_main_writes_reference_file(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ as the reference file ``utils/data/p1c03_<gpu-slug>.json`` that the chapter plot
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 from utils.conv import ConvStack
 from utils.env import hardware, on_gpu, pick_device, sweep
 from utils.timing import Timing, time_call, time_forward_vs_n
-from utils.validate import check_choice, check_positive_float, check_positive_int
+from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
 
 FAMILIES = ("rnn", "lstm", "gru", "cnn", "transformer")
 RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -130,6 +131,16 @@ def _graph_steps(kind: str, n: int, layers: int, kernel_size: int) -> int:
     return int(sequential_steps(graph))
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Seed the CPU generator for the block and restore the caller's RNG state afterwards (modules are
+    initialised on the CPU, so the caller's global and CUDA generators are left untouched)."""
+    seed = check_int("seed", seed, minimum=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
 def serial_time_estimate(per_step: float, steps: int) -> float:
     """The back-of-envelope latency ``per_step * steps`` (same unit as ``per_step``).
 
@@ -174,9 +185,9 @@ def forward_time_sweep(ns, *, d_model: int = 64, batch: int = 2, cnn_layers: int
     if "transformer" in families:
         check_fits(forward_plan_bytes(max(ns), batch=batch, d_model=d_model), device, fraction,
                    what=f"a forward at n={max(ns)}")
-    torch.manual_seed(seed)
-    models = make_backbones(d_model, cnn_layers=cnn_layers, transformer_layers=transformer_layers,
-                            families=families)
+    with _seeded(seed):
+        models = make_backbones(d_model, cnn_layers=cnn_layers, transformer_layers=transformer_layers,
+                                families=families)
     layers = {"cnn": cnn_layers, "transformer": transformer_layers}
     gen = torch.Generator().manual_seed(seed)
 
@@ -212,9 +223,9 @@ def serial_vs_batched(family: str = "rnn", n: int = 1024, *, d_model: int = 64, 
         raise ValueError(f"family must be one of {sorted(RECURRENT)} (a recurrent layer), got {family!r}.")
     n = check_positive_int("n", n)
     device = torch.device(device) if device is not None else pick_device()
-    torch.manual_seed(seed)
-    model = make_backbone(family, d_model).to(device)
-    x = torch.randn(n, d_model, device=device)
+    with _seeded(seed):
+        model = make_backbone(family, d_model).to(device)
+        x = torch.randn(n, d_model).to(device)
     serial_x, batched_x = x.unsqueeze(0), x.unsqueeze(1)   # (1, n, d) and (n, 1, d)
 
     def run(inp):
