@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from utils.choose import FAMILIES, Workload, profile, recommend
 from utils.conv import ConvStack
 from utils.flops import count_flops
-from utils.graphs import conv_graph, path_length, rnn_graph, sequential_steps
+from utils.graphs import conv_graph, hops_matrix, path_length, rnn_graph, sequential_steps
 from utils.receptive import doubling_dilations
 
 
@@ -24,9 +24,14 @@ def test_cnn_path_matches_the_graph(n, data, k):
 @given(n=st.integers(2, 40), data=st.data())
 def test_rnn_steps_and_path_match_the_graph(n, data):
     span = data.draw(st.integers(1, n - 1))
+    i = data.draw(st.integers(0, n - 1 - span))
     p = profile("rnn", Workload(n=n, span=span, d_model=8, heads=1))
-    assert p.sequential_steps == sequential_steps(rnn_graph(n)) == n
-    assert p.path == span
+    graph = rnn_graph(n)
+    assert p.sequential_steps == sequential_steps(graph) == n
+    # choose counts the state transfers h -> h; the graph counts every edge, so its shortest path
+    # x_i -> h_i -> … -> h_{i+span} has one more: the input edge x_i -> h_i (utils.graphs conventions).
+    assert p.path == path_length(graph, i, i + span) - 1
+    assert p.path + 1 == int(hops_matrix(graph)[i + span, i])
 
 
 def test_dilated_cnn_flops_match_a_real_stack():
@@ -39,7 +44,8 @@ def test_dilated_cnn_flops_match_a_real_stack():
 def test_transformer_memory_is_quadratic_and_flash_linear():
     small, large = Workload(n=512, span=10), Workload(n=1024, span=10)
     assert profile("transformer", large).largest_tensor_bytes == 4 * profile("transformer", small).largest_tensor_bytes
-    assert profile("flash transformer", large).largest_tensor_bytes == 2 * profile("flash transformer", small).largest_tensor_bytes
+    flash_large = profile("flash transformer", large).largest_tensor_bytes
+    assert flash_large == 2 * profile("flash transformer", small).largest_tensor_bytes
 
 
 def test_budgets_filter_and_rank():

@@ -7,10 +7,22 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from utils.graphs import (SequenceGraph, attention_graph, conv_graph, draw_graph, hops_matrix,
-                          local_attention_graph, max_path_length, path_length, path_length_matrix,
-                          reachability_matrix, rnn_graph, sequential_steps, shortest_path,
-                          shortest_path_lengths)
+from utils.graphs import (
+    SequenceGraph,
+    attention_graph,
+    conv_graph,
+    draw_graph,
+    hops_matrix,
+    local_attention_graph,
+    max_path_length,
+    path_length,
+    path_length_matrix,
+    reachability_matrix,
+    rnn_graph,
+    sequential_steps,
+    shortest_path,
+    shortest_path_lengths,
+)
 from utils.receptive import dilated_layers_to_connect, doubling_dilations, layers_to_connect
 
 matplotlib.use("Agg")
@@ -187,9 +199,29 @@ def test_bad_input_is_a_clear_error(call, message):
 
 def test_draw_graph_draws_the_path():
     import matplotlib.pyplot as plt
+    from matplotlib.text import Annotation
 
-    fig, ax = plt.subplots()
-    g = rnn_graph(4)
-    draw_graph(g, ax, shortest_path(g, 0, 3))
-    draw_graph(conv_graph(4, 3, 2), ax)
-    plt.close(fig)
+    fig, (ax, ax2) = plt.subplots(1, 2)
+    try:
+        g = rnn_graph(4)
+        path = shortest_path(g, 0, 3)
+        assert draw_graph(g, ax, path) is ax
+        # the path: one red polyline through exactly its nodes, in order
+        red = [line for line in ax.lines if line.get_color() == "#d62728"]
+        assert len(red) == 1
+        assert list(red[0].get_xdata()) == [p for _, p in path]
+        assert list(red[0].get_ydata()) == [layer for layer, _ in path]
+        # one grey segment per edge between layers, one arrow per recurrent edge inside a layer
+        between = sum(int(b.sum()) for b in g.between)
+        within = sum(int(w.sum()) for w in g.within if w is not None)
+        assert len(ax.lines) == between + 1 and within > 0
+        assert sum(isinstance(c, Annotation) for c in ax.get_children()) == within
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "h1"]
+
+        c = conv_graph(4, 3, 2)
+        draw_graph(c, ax2)
+        assert len(ax2.lines) == sum(int(b.sum()) for b in c.between)  # no path drawn
+        assert not any(line.get_color() == "#d62728" for line in ax2.lines)
+        assert [t.get_text() for t in ax2.get_yticklabels()] == ["x", "L1", "L2"]
+    finally:
+        plt.close(fig)

@@ -4,13 +4,27 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from utils import memory
 from utils.complexity import attention_weights_bytes, max_seq_len
 from utils.measure import check_fits, guard_attention, peak_memory
-from utils.memory import (GIB, MIB, TransformerBlock, attention_peak_memory, attention_plan_bytes, bytes_per_element,
-                          cuda_oom_edge, fits_by_trying, format_bytes, free_memory_bytes, guard_large,
-                          is_allocation_failure, largest_passing, largest_that_fits, parameter_bytes,
-                          sweep_that_fits, training_peak_memory)
+from utils.memory import (
+    GIB,
+    MIB,
+    TransformerBlock,
+    attention_peak_memory,
+    attention_plan_bytes,
+    bytes_per_element,
+    cuda_oom_edge,
+    fits_by_trying,
+    format_bytes,
+    free_memory_bytes,
+    guard_large,
+    is_allocation_failure,
+    largest_passing,
+    largest_that_fits,
+    parameter_bytes,
+    sweep_that_fits,
+    training_peak_memory,
+)
 
 from fake_devices import FAKE, use_fake_gpu
 
@@ -19,9 +33,12 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 
 # ---------------------------------------------------------------- closed forms
 
-@given(b=st.integers(1, 16), h=st.integers(1, 32), n=st.integers(1, 10_000), bpe=st.sampled_from([1, 2, 4, 8]))
-def test_attention_weights_bytes_is_the_product(b, h, n, bpe):
-    assert attention_weights_bytes(b, h, n, bpe) == b * h * n * n * bpe
+@given(b=st.integers(1, 16), h=st.integers(1, 32), n=st.integers(1, 10_000),
+       dtype=st.sampled_from([torch.int8, torch.float16, torch.float32, torch.float64]))
+def test_attention_weights_bytes_is_the_nbytes_of_the_score_tensor(b, h, n, dtype):
+    # The oracle is torch's own byte count of a (b, h, n, n) tensor (on the meta device: no memory used).
+    scores = torch.empty(b, h, n, n, dtype=dtype, device="meta")
+    assert attention_weights_bytes(b, h, n, bytes_per_element(dtype)) == scores.nbytes
 
 
 def test_attention_weights_bytes_matches_a_real_tensor():
@@ -86,7 +103,7 @@ def test_format_bytes_gives_both_units():
     assert format_bytes(256 * MIB) == "256 MiB (268.4 MB)"
     assert format_bytes(GIB) == "1 GiB (1.074 GB)"
     assert format_bytes(12) == "12 B"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"nbytes must be a whole number >= 0, got -1\."):
         format_bytes(-1)
 
 

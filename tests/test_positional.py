@@ -86,9 +86,17 @@ def test_adding_pe_breaks_equivariance():
     assert equivariance_gap(lambda z: attn(z + pe), x) > 1e-3
 
 
-def test_explicit_perm_identity_gives_zero_gap_for_anything():
-    x = torch.randn(1, 5, 3)
-    assert equivariance_gap(nn.RNN(3, 3, batch_first=True), x, perm=list(range(5))) == 0
+def test_explicit_perm_is_the_one_tested():
+    # x + reverse(x) commutes with the reversal of the positions but not with a cyclic shift: the gap
+    # must follow the perm that is passed, not the default random one.
+    x = torch.randn(1, 6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def mirror(z):
+        return z + z.flip(1)
+
+    assert equivariance_gap(mirror, x, perm=[5, 4, 3, 2, 1, 0]) < 1e-12
+    assert equivariance_gap(mirror, x, perm=[1, 2, 3, 4, 5, 0]) > 1e-3
+    assert equivariance_gap(mirror, x, perm=torch.tensor([1, 2, 3, 4, 5, 0])) > 1e-3
 
 
 @pytest.mark.parametrize("call, message", [

@@ -187,7 +187,8 @@ def _as_node(graph: SequenceGraph, source):
         layer = check_int("layer", layer, minimum=0)
         pos = check_int("position", pos, minimum=0)
         if layer > graph.layers or pos >= graph.n:
-            raise ValueError(f"node {source} is outside the graph (layers 0…{graph.layers}, positions 0…{graph.n - 1}).")
+            raise ValueError(f"node {source} is outside the graph "
+                             f"(layers 0…{graph.layers}, positions 0…{graph.n - 1}).")
         return (layer, pos)
     pos = check_int("source", source, minimum=0)
     if pos >= graph.n:
@@ -308,8 +309,9 @@ def path_length_matrix(graph: SequenceGraph, inputs=None) -> torch.Tensor:
     """``[j, s]``: fewest edges from input ``inputs[s]`` (default: every input, so ``[j, i]``) to
     output ``j``; ``-1`` where output ``j`` does not depend on it. Equal to :func:`path_length` pair by pair."""
     inputs = _check_inputs(graph, inputs)
-    for _, d in _layer_distances(graph, inputs):
-        pass
+    d = None
+    for _, d_layer in _layer_distances(graph, inputs):  # keep the last layer's distances: the outputs
+        d = d_layer
     return torch.from_numpy(np.where(d >= _INF, -1, d))
 
 
@@ -406,7 +408,8 @@ def draw_graph(graph: SequenceGraph, ax, path=None, *, node_size: float = 30, ed
     ax.set_xticklabels([str(p + 1) for p in range(graph.n)], fontsize=7)
     ax.set_yticks(range(graph.layers + 1))
     if label_layers:
-        names = ["x"] + ([f"h{l}" if graph.family == "rnn" else f"L{l}" for l in range(1, graph.layers + 1)])
+        prefix = "h" if graph.family == "rnn" else "L"
+        names = ["x"] + [f"{prefix}{layer}" for layer in range(1, graph.layers + 1)]
         ax.set_yticklabels(names, fontsize=7)
     ax.set_xlim(-0.6, graph.n - 0.4)
     ax.set_ylim(-0.4, graph.layers + 0.4)
