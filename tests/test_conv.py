@@ -6,7 +6,8 @@ from utils.conv import ConvStack
 
 
 @settings(deadline=None, max_examples=20)
-@given(n=st.integers(1, 20), k=st.integers(2, 5), layers=st.integers(0, 3), padding=st.sampled_from(["causal", "centred"]))
+@given(n=st.integers(1, 20), k=st.integers(2, 5), layers=st.integers(0, 3),
+       padding=st.sampled_from(["causal", "centred"]))
 def test_length_is_preserved(n, k, layers, padding):
     if padding == "centred" and k % 2 == 0:
         k += 1

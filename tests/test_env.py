@@ -5,13 +5,30 @@ import json
 
 import pytest
 import torch
-from fake_devices import FAKE, GIB, use_fake_gpu
 
 from utils import env
-from utils.env import (DeviceDescription, check_reference, cpu_memory_bytes, cpu_model_name, describe_device,
-                       device_slug, gpu_references, hardware, hardware_label, load_reference, module_device,
-                       on_gpu, pick_device, reference_name, reference_sentence, save_reference, sdpa_backends,
-                       sweep, writing_references)
+from utils.env import (
+    check_reference,
+    cpu_memory_bytes,
+    cpu_model_name,
+    describe_device,
+    device_slug,
+    gpu_references,
+    hardware,
+    hardware_label,
+    load_reference,
+    module_device,
+    on_gpu,
+    pick_device,
+    reference_name,
+    reference_sentence,
+    save_reference,
+    sdpa_backends,
+    sweep,
+    writing_references,
+)
+
+from fake_devices import FAKE, GIB, use_fake_gpu
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
 

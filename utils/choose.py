@@ -2,8 +2,9 @@
 
 A :class:`Workload` states what the task needs (sequence length ``n``, the longest dependency
 distance ``span`` it must connect) and what the deployment allows (a memory budget for the largest
-tensor one layer keeps, a budget of sequential steps, a FLOP budget per forward pass). :func:`profile` computes, for one family, the
-two axes of the course from the closed forms that the chapters check against measurements:
+tensor one layer keeps, a budget of sequential steps, a FLOP budget per forward pass).
+:func:`profile` computes, for one family, the two axes of the course from the closed forms that the
+chapters check against measurements:
 
 * **path**: layers (or recurrent steps) a signal crosses to connect ``span`` positions —
   :func:`utils.receptive.layers_to_connect`, :func:`utils.receptive.dilated_layers_to_connect`,

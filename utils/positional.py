@@ -1,6 +1,7 @@
 """Order and position: sinusoidal positional encodings and permutation (non-)equivariance.
 
-Sinusoidal encoding (Vaswani et al., 2017; the formula the path-length article quotes), for position ``p`` and ``i = 0 … d/2-1``::
+Sinusoidal encoding (Vaswani et al., 2017; the formula the path-length article quotes), for position ``p``
+and ``i = 0 … d/2-1``::
 
     PE[p, 2i]   = sin(p · ω_i)        ω_i = base^(-2i/d)   (base = 10000)
     PE[p, 2i+1] = cos(p · ω_i)
