@@ -3,9 +3,9 @@ import functools
 import pytest
 import torch
 
-from utils.models import make_model
+from utils.models import FAMILIES, count_parameters, make_model
 from utils.tasks import copy_task
-from utils.train import distance_sweep, evaluate, fit, main
+from utils.train import distance_sweep, evaluate, fit, main, span_sweep
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,17 +115,62 @@ def test_run_lab_and_main_write_a_reference_file(tmp_path, monkeypatch):
     import json
 
     import utils.train as train
-    tiny = {"n": 6, "distances": [2], "param_budget": 2000, "steps": 2, "batch_size": 4, "lr": 1e-2, "seeds": [0]}
-    monkeypatch.setitem(train.LAB, "cpu", {"copy": dict(tiny), "bracket": dict(tiny),
-                                           "tbptt": {**tiny, "families": ["lstm"], "window": 2}})
+    tiny = {"n": 6, "param_budget": 2000, "steps": 2, "batch_size": 4, "seeds": [0]}
+    monkeypatch.setitem(train.LAB, "cpu", {
+        "copy": {**tiny, "distances": [2], "lrs": [1e-2, 3e-2]},
+        "position_copy": {**tiny, "distances": [2], "families": ["lstm_fb1"], "lrs": [1e-2]},
+        "bracket": {**tiny, "d_min": 1, "d_max": 5, "eval_distances": [1, 5], "families": ["gru"], "lrs": [1e-2]},
+        "tbptt": {**tiny, "distances": [2], "families": ["lstm"], "window": 2, "lr": 1e-2}})
     out = tmp_path / "sweep.json"
     assert main(["--out", str(out), "--profile", "cpu", "--seeds", "0,1", "--threads", "1"]) == 0
     data = json.loads(out.read_text())
     assert data["provenance"]["profile"] == "cpu" and data["provenance"]["seeds"] == [0, 1]
-    assert len(data["copy"]) == len(data["bracket"]) == 10
+    assert len(data["copy"]) == 2 * 5 * 2                              # lrs x families x seeds
+    assert sorted({r["lr"] for r in data["copy"]}) == [1e-2, 3e-2]
+    assert {r["family"] for r in data["position_copy"]} == {"lstm_fb1"}
+    assert [(r["seed"], r["d"]) for r in data["bracket"]] == [(0, 1), (0, 5), (1, 1), (1, 5)]
+    assert all(r["trained_on"] == [1, 5] for r in data["bracket"])
     assert [r["window"] for r in data["tbptt"]] == [2, 2, None, None]
-    for key in ("family", "d", "seed", "params", "accuracy", "steps_run"):
+    for key in ("family", "d", "seed", "lr", "params", "accuracy", "steps_run", "curve"):
         assert key in data["copy"][0]
+
+
+def test_learning_curves_are_block_means_of_the_training_accuracy():
+    recs = distance_sweep("copy", n=6, distances=[2], families=["gru"], param_budget=2000, steps=25,
+                          batch_size=8, lr=1e-2, seeds=[0], progress=False, eval_batches=1, eval_batch_size=16,
+                          curve_every=10)
+    model = make_model("gru", 12, 4, param_budget=2000, n=6, seed=0)
+    hist = fit(model, functools.partial(copy_task, n=6, d=2), 25, 8, 1e-2, seed=0, progress=False)
+    acc = hist["accuracy"]
+    expected = [sum(acc[0:10]) / 10, sum(acc[10:20]) / 10, sum(acc[20:25]) / 5]
+    assert recs[0]["curve"] == pytest.approx(expected, abs=1e-4)
+    assert "curve" not in distance_sweep("copy", n=6, distances=[2], families=["gru"], param_budget=2000,
+                                         steps=2, batch_size=8, lr=1e-2, progress=False, eval_batches=1,
+                                         eval_batch_size=16)[0]
+
+
+def test_variant_lstm_fb1_is_an_lstm_with_forget_bias_one():
+    from utils.gradients import forget_gate_bias
+    from utils.train import _build_variant
+    m = _build_variant("lstm_fb1", 12, 4, 2000, 24, 0, {})
+    plain = make_model("lstm", 12, 4, param_budget=2000, n=24, seed=0)
+    assert m.family == "lstm" and torch.equal(forget_gate_bias(m.rnn), torch.ones(m.d_model))
+    assert count_parameters(m) == count_parameters(plain)
+    with pytest.raises(ValueError, match="family must be one of"):
+        _build_variant("lstm_fb2", 12, 4, 2000, 24, 0, {})
+
+
+def test_span_sweep_tests_one_model_at_every_distance():
+    recs = span_sweep(n=8, d_min=1, d_max=6, eval_distances=[1, 3, 6], families=["lstm"], param_budget=2000,
+                      steps=3, batch_size=8, lr=1e-2, seeds=[0], progress=False, eval_batches=1,
+                      eval_batch_size=16)
+    assert [r["d"] for r in recs] == [1, 3, 6]
+    assert len({r["seconds"] for r in recs}) == 1                   # one training run, three test sets
+    with pytest.raises(ValueError, match="d must be < n"):
+        span_sweep(n=8, d_min=1, d_max=6, eval_distances=[8], param_budget=2000, steps=1, batch_size=2, lr=1e-2)
+    with pytest.raises(ValueError, match="'bracket' task"):
+        span_sweep("copy", n=8, d_min=1, d_max=6, eval_distances=[2], param_budget=2000, steps=1, batch_size=2,
+                   lr=1e-2)
 
 
 def test_early_stopping_once_solved():
@@ -138,16 +183,29 @@ def test_early_stopping_once_solved():
 
 
 def test_lab_profiles_are_consistent():
-    from utils.train import LAB
+    from utils.train import LAB, VARIANTS
     assert set(LAB) == {"cpu", "cpu_reference", "gpu"}
+    names = set(FAMILIES) | set(VARIANTS)
     for profile in LAB.values():
-        assert set(profile) == {"copy", "bracket", "tbptt"}
+        assert {"copy", "position_copy", "bracket", "tbptt"} <= set(profile)
         assert "window" in profile["tbptt"] and set(profile["tbptt"]["families"]) <= {"rnn", "lstm", "gru"}
-        for cfg in profile.values():
-            assert max(cfg["distances"]) < cfg["n"] and min(cfg["distances"]) >= 1
-    # the committed five-seed reference repeats the CPU lab exactly, with more seeds
-    for task in ("copy", "bracket"):
-        strip = lambda c: {k: v for k, v in c.items() if k != "seeds"}  # noqa: E731
-        assert strip(LAB["cpu"][task]) == strip(LAB["cpu_reference"][task])
-    cpu_tb, ref_tb = LAB["cpu"]["tbptt"], LAB["cpu_reference"]["tbptt"]
-    assert cpu_tb["window"] == ref_tb["window"] and set(cpu_tb["distances"]) <= set(ref_tb["distances"])
+        for name, cfg in profile.items():
+            assert set(cfg.get("families", FAMILIES)) <= names
+            assert ("lr" in cfg) != ("lrs" in cfg)
+            if name == "bracket":
+                assert 1 <= cfg["d_min"] < cfg["d_max"] < cfg["n"] and max(cfg["eval_distances"]) <= cfg["d_max"]
+            else:
+                assert max(cfg["distances"]) < cfg["n"] and min(cfg["distances"]) >= 1
+    # the live CPU run is a subset of the committed five-seed reference: same recipe, fewer runs
+    cpu, ref = LAB["cpu"], LAB["cpu_reference"]
+    keys = ("n", "param_budget", "steps", "batch_size")
+    for name, cfg in cpu.items():
+        ref_cfg = ref["copy" if name == "copy_lr" else name]
+        assert all(cfg[k] == ref_cfg[k] for k in keys), name
+        assert set(cfg.get("lrs", [cfg.get("lr")])) <= set(ref_cfg.get("lrs", [ref_cfg.get("lr")]))
+        assert set(cfg.get("families", FAMILIES)) <= set(ref_cfg.get("families", FAMILIES))
+        assert set(cfg["seeds"]) <= set(ref_cfg["seeds"])
+        if "distances" in cfg:
+            assert set(cfg["distances"]) <= set(ref_cfg["distances"])
+    assert cpu["tbptt"]["window"] == ref["tbptt"]["window"]
+    assert cpu["bracket"]["eval_distances"] == ref["bracket"]["eval_distances"]

@@ -5,12 +5,13 @@
 memorise) with AdamW, cross-entropy, and gradient-norm clipping; it returns the per-step loss and
 accuracy. :func:`evaluate` measures accuracy on fresh batches from a *different* seed.
 :func:`distance_sweep` trains one model per (family, distance) pair — the experiment of the learnability
-lab — and returns one record per run.
+lab — and returns one record per run; :func:`span_sweep` trains one model per family on spans drawn
+per sequence and tests it at each distance.
 
-``python -m utils.train --profile gpu --out utils/data/p1c06_gpu_sweep.json`` runs the GPU-sized lab (copy,
-bracket and truncated-BPTT sweeps) and writes it, with its provenance, as the reference file the chapter
-shows beside its live run; ``--profile cpu_reference --threads 1 --out utils/data/p1c06_cpu_seeds.json``
-repeats the CPU lab over five seeds (and a wider truncation sweep).
+``python -m utils.train --profile cpu_reference --threads 1 --out utils/data/p1c06_cpu_seeds.json`` runs the
+lab over five seeds, with a learning-rate grid for every family on the copy task, and writes it with its
+provenance (the committed reference the chapter reads); ``--profile gpu`` runs a larger version of the
+same lab (longer sequences, larger models and budgets).
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from utils.models import FAMILIES, RECURRENT, count_parameters, make_model
-from utils.tasks import as_generator, bracket_task, copy_task
+from utils.tasks import BRACKET_TOKENS, as_generator, bracket_task, copy_task, position_copy_task
 from utils.validate import check_int, check_positive_float, check_positive_int
 
-__all__ = ["fit", "evaluate", "distance_sweep", "run_lab", "LAB", "TARGET_ACCURACY", "EVAL_SEED"]
+__all__ = ["fit", "evaluate", "distance_sweep", "span_sweep", "run_experiment", "run_lab", "LAB", "VARIANTS",
+           "TARGET_ACCURACY", "EVAL_SEED", "CURVE_EVERY"]
 
 #: Seed of the evaluation batches (training streams use the ``seed`` given to :func:`fit`).
 EVAL_SEED = 10_007
@@ -128,35 +130,55 @@ def evaluate(model: nn.Module, task_fn, *, batches: int = 4, batch_size: int = 2
     return {"loss": loss_sum / total, "accuracy": correct / total}
 
 
-TASKS = {"copy": copy_task, "bracket": bracket_task}
+TASKS = {"copy": copy_task, "position_copy": position_copy_task, "bracket": bracket_task}
 
-#: The learnability lab's three experiments, sized for a 2-core CPU (the notebook's default, well under a
-#: minute with one seed) and for a GPU (picked by :func:`utils.env.sweep`). ``tbptt`` trains the listed
+#: Model variants that :func:`distance_sweep` and :func:`span_sweep` accept next to :data:`FAMILIES`:
+#: ``name -> (family, extra make_model keywords)``. ``"lstm_fb1"`` is an LSTM whose forget-gate bias
+#: starts at 1 (Gers et al. 2000; Jozefowicz et al. 2015) instead of PyTorch's small random values.
+VARIANTS = {"lstm_fb1": ("lstm", {"forget_bias": 1.0})}
+
+_LR_GRID = [3e-3, 1e-2, 3e-2]
+
+#: The learnability lab's experiments, sized for a 2-core CPU (``"cpu"``: the notebook's live run, one
+#: seed, well under a minute), its five-seed reference (``"cpu_reference"``: the committed
+#: utils/data/p1c06_cpu_seeds.json, about ten minutes on one core) and a GPU (``"gpu"``: larger n and
+#: budgets). A config with ``"lrs"`` trains every family once per learning rate of that grid. The
+#: ``"bracket"`` experiment trains one model per family on spans drawn per sequence from
+#: ``d_min … d_max`` and evaluates it at each of ``eval_distances``. ``"tbptt"`` trains the listed
 #: recurrent families twice per distance: with truncation window ``window`` and with full BPTT.
 LAB = {
     "cpu": {
         "copy": {"n": 24, "distances": [2, 8, 14, 22], "param_budget": 2000, "steps": 200, "batch_size": 32,
-                 "lr": 1e-2, "seeds": [0]},
-        "bracket": {"n": 24, "distances": [2, 10], "param_budget": 2000, "steps": 200, "batch_size": 32,
-                    "lr": 1e-2, "seeds": [0]},
+                 "lrs": [1e-2], "seeds": [0]},
+        "copy_lr": {"n": 24, "distances": [22], "families": ["lstm", "lstm_fb1", "gru"], "param_budget": 2000,
+                    "steps": 200, "batch_size": 32, "lrs": _LR_GRID, "seeds": [0]},
+        "position_copy": {"n": 24, "distances": [8], "param_budget": 2000, "steps": 200, "batch_size": 32,
+                          "lrs": [1e-2], "seeds": [0]},
+        "bracket": {"n": 24, "d_min": 1, "d_max": 22, "eval_distances": [2, 6, 10, 14, 18, 22],
+                    "param_budget": 2000, "steps": 400, "batch_size": 32, "lrs": [1e-2], "seeds": [0]},
         "tbptt": {"n": 24, "distances": [3, 5, 8], "families": ["lstm"], "window": 4, "param_budget": 2000,
                   "steps": 200, "batch_size": 32, "lr": 1e-2, "seeds": [0]},
     },
-    # The CPU lab repeated over five seeds, with a wider truncation sweep (LSTM and GRU): the committed
-    # reference utils/data/p1c06_cpu_seeds.json (a few minutes on one core).
     "cpu_reference": {
-        "copy": {"n": 24, "distances": [2, 8, 14, 22], "param_budget": 2000, "steps": 200, "batch_size": 32,
-                 "lr": 1e-2, "seeds": [0, 1, 2, 3, 4]},
-        "bracket": {"n": 24, "distances": [2, 10], "param_budget": 2000, "steps": 200, "batch_size": 32,
-                    "lr": 1e-2, "seeds": [0, 1, 2, 3, 4]},
+        "copy": {"n": 24, "distances": [2, 8, 14, 22], "families": [*FAMILIES, "lstm_fb1"], "param_budget": 2000,
+                 "steps": 200, "batch_size": 32, "lrs": _LR_GRID, "seeds": [0, 1, 2, 3, 4]},
+        "position_copy": {"n": 24, "distances": [2, 8, 14, 22], "families": [*FAMILIES, "lstm_fb1"],
+                          "param_budget": 2000, "steps": 200, "batch_size": 32, "lrs": [1e-2],
+                          "seeds": [0, 1, 2, 3, 4]},
+        "bracket": {"n": 24, "d_min": 1, "d_max": 22, "eval_distances": [2, 6, 10, 14, 18, 22],
+                    "families": [*FAMILIES, "lstm_fb1"], "param_budget": 2000, "steps": 400, "batch_size": 32,
+                    "lrs": [1e-2], "seeds": [0, 1, 2, 3, 4]},
         "tbptt": {"n": 24, "distances": [2, 3, 4, 5, 6, 8, 10, 12], "families": ["lstm", "gru"], "window": 4,
                   "param_budget": 2000, "steps": 200, "batch_size": 32, "lr": 1e-2, "seeds": [0, 1, 2, 3, 4]},
     },
     "gpu": {
-        "copy": {"n": 64, "distances": [2, 8, 16, 32, 62], "param_budget": 20000, "steps": 1000,
-                 "batch_size": 64, "lr": 3e-3, "seeds": [0, 1]},
-        "bracket": {"n": 64, "distances": [2, 8, 16, 32, 62], "param_budget": 20000, "steps": 1000,
-                    "batch_size": 64, "lr": 3e-3, "seeds": [0, 1]},
+        "copy": {"n": 64, "distances": [2, 8, 16, 32, 62], "families": [*FAMILIES, "lstm_fb1"],
+                 "param_budget": 20000, "steps": 1000, "batch_size": 64, "lrs": [1e-3, 3e-3, 1e-2], "seeds": [0, 1]},
+        "position_copy": {"n": 64, "distances": [2, 8, 16, 32, 62], "families": [*FAMILIES, "lstm_fb1"],
+                          "param_budget": 20000, "steps": 1000, "batch_size": 64, "lrs": [3e-3], "seeds": [0, 1]},
+        "bracket": {"n": 64, "d_min": 1, "d_max": 62, "eval_distances": [2, 8, 16, 32, 62],
+                    "families": [*FAMILIES, "lstm_fb1"], "param_budget": 20000, "steps": 2000, "batch_size": 64,
+                    "lrs": [3e-3], "seeds": [0, 1]},
         # the truncation experiment stays in the verified small regime, with five seeds
         "tbptt": {"n": 24, "distances": [2, 3, 4, 5, 6, 8, 10, 12], "families": ["lstm", "gru"], "window": 4,
                   "param_budget": 2000, "steps": 200, "batch_size": 32, "lr": 1e-2, "seeds": [0, 1, 2, 3, 4]},
@@ -166,68 +188,158 @@ LAB = {
 TARGET_ACCURACY = 0.99
 
 
+def _task_shape(task: str, task_kwargs: dict) -> tuple[int, int]:
+    """(vocab_size, num_classes) of a task."""
+    if task == "copy":
+        num_values = task_kwargs.get("num_values", 4)
+        return task_kwargs.get("vocab_size", 12), num_values
+    if task == "position_copy":
+        num_values = task_kwargs.get("num_values", 4)
+        return num_values + 1, num_values
+    return len(BRACKET_TOKENS), 2
+
+
+def _build_variant(name: str, vocab_size: int, num_classes: int, param_budget: int, n: int, seed: int,
+                   model_kwargs: dict) -> nn.Module:
+    if name in VARIANTS:
+        family, extra = VARIANTS[name]
+        return make_model(family, vocab_size, num_classes, param_budget=param_budget, n=n, seed=seed,
+                          **extra, **model_kwargs)
+    if name not in FAMILIES:
+        raise ValueError(f"family must be one of {list(FAMILIES) + list(VARIANTS)}, got {name!r}.")
+    return make_model(name, vocab_size, num_classes, param_budget=param_budget, n=n, seed=seed, **model_kwargs)
+
+
+def _curve(accuracy: list[float], every: int | None) -> list[float] | None:
+    """Mean training accuracy over consecutive blocks of ``every`` steps (the last block may be shorter)."""
+    if every is None:
+        return None
+    return [round(sum(accuracy[i:i + every]) / len(accuracy[i:i + every]), 4) for i in range(0, len(accuracy), every)]
+
+
 def distance_sweep(task: str = "copy", *, n: int, distances, families=FAMILIES, param_budget: int, steps: int,
                    batch_size: int, lr: float, seeds=(0,), tbptt: int | None = None, device=None,
                    task_kwargs: dict | None = None, model_kwargs: dict | None = None, progress: bool = True,
                    target_accuracy: float | None = None, eval_batches: int = 4,
-                   eval_batch_size: int = 256) -> list[dict]:
+                   eval_batch_size: int = 256, curve_every: int | None = None) -> list[dict]:
     """Train one fresh model per (family, distance, seed) and evaluate it; one record per run.
 
     Every family gets the same budget, steps, batch, learning rate and data stream (``seed``); models are
     built by :func:`utils.models.make_model` with ``param_budget`` and initialised with the same
-    ``seed``. ``tbptt`` applies to the recurrent families (others train with full gradients);
+    ``seed``. ``families`` may also name a :data:`VARIANTS` entry (e.g. ``"lstm_fb1"``). ``task`` is a key
+    of :data:`TASKS`. ``tbptt`` applies to the recurrent families (others train with full gradients);
     ``target_accuracy`` stops a run early once solved (see :func:`fit`). Records hold ``family, d, seed,
-    params, d_model, accuracy, loss`` (on fresh evaluation batches), ``steps_run`` and ``seconds``.
+    lr, params, d_model, accuracy, loss`` (on fresh evaluation batches), ``steps_run`` and ``seconds``;
+    with ``curve_every=k`` also ``curve``, the training accuracy averaged over blocks of ``k`` steps.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {task!r}.")
+    if curve_every is not None:
+        curve_every = check_positive_int("curve_every", curve_every)
     task_kwargs, model_kwargs = dict(task_kwargs or {}), dict(model_kwargs or {})
-    if task == "copy":
-        num_values = task_kwargs.get("num_values", 4)
-        vocab_size, num_classes = task_kwargs.get("vocab_size", 12), num_values
-    else:
-        vocab_size, num_classes = 5, 2
+    vocab_size, num_classes = _task_shape(task, task_kwargs)
     runs = [(f, d, s) for f in families for d in distances for s in seeds]
     records = []
     for family, d, seed in tqdm(runs, desc=f"{task} sweep", disable=not progress, leave=False):
         task_fn = functools.partial(TASKS[task], n=n, d=d, **task_kwargs)
         task_fn(1, generator=0)                       # fail early on a bad (n, d)
-        model = make_model(family, vocab_size, num_classes, param_budget=param_budget, n=n, seed=seed,
-                           **model_kwargs)
+        model = _build_variant(family, vocab_size, num_classes, param_budget, n, seed, model_kwargs)
         if device is not None:
             model.to(device)
         t0 = time.perf_counter()
         hist = fit(model, task_fn, steps, batch_size, lr, seed, progress=False,
-                   tbptt=tbptt if family in RECURRENT else None, target_accuracy=target_accuracy)
+                   tbptt=tbptt if model.family in RECURRENT else None, target_accuracy=target_accuracy)
         seconds = time.perf_counter() - t0
         ev = evaluate(model, task_fn, batches=eval_batches, batch_size=eval_batch_size)
-        records.append({"family": family, "d": d, "seed": seed, "params": count_parameters(model),
-                        "d_model": model.d_model, "accuracy": ev["accuracy"], "loss": ev["loss"],
-                        "steps_run": len(hist["loss"]), "seconds": seconds})
+        rec = {"family": family, "d": d, "seed": seed, "lr": lr, "params": count_parameters(model),
+               "d_model": model.d_model, "accuracy": ev["accuracy"], "loss": ev["loss"],
+               "steps_run": len(hist["loss"]), "seconds": seconds}
+        if curve_every is not None:
+            rec["curve"] = _curve(hist["accuracy"], curve_every)
+        records.append(rec)
     return records
 
 
-def run_lab(config: dict, *, seeds=None, device=None, progress: bool = True) -> dict[str, list[dict]]:
-    """Run the three experiments of one :data:`LAB` profile; ``seeds`` overrides the profile's seeds.
+def span_sweep(task: str = "bracket", *, n: int, d_min: int, d_max: int, eval_distances, families=FAMILIES,
+               param_budget: int, steps: int, batch_size: int, lr: float, seeds=(0,), device=None,
+               model_kwargs: dict | None = None, progress: bool = True, target_accuracy: float | None = None,
+               eval_batches: int = 4, eval_batch_size: int = 256, curve_every: int | None = None) -> list[dict]:
+    """Train one model per (family, seed) on spans drawn per sequence, then test it at each distance.
 
-    Returns ``{"copy": [...], "bracket": [...], "tbptt": [...]}`` (records of :func:`distance_sweep`; each
-    ``tbptt`` record has ``"window"``: the truncation window, or ``None`` for the full-BPTT reference)."""
-    out = {}
-    for task in ("copy", "bracket"):
-        cfg = dict(config[task])
-        if seeds is not None:
-            cfg["seeds"] = list(seeds)
-        out[task] = distance_sweep(task, device=device, progress=progress, target_accuracy=TARGET_ACCURACY, **cfg)
-    cfg = dict(config["tbptt"])
-    window = cfg.pop("window")
+    Training batches come from ``bracket_task(..., d=d_min, d_max=d_max)``: every sequence has its own
+    span, so no fixed offset solves the task. Each trained model is then evaluated on fresh batches at
+    every distance of ``eval_distances`` (one shared, seeded test set per distance for all families).
+    Returns one record per (family, seed, distance) with the keys of :func:`distance_sweep`;
+    ``steps_run``, ``seconds`` and ``curve`` belong to the one training run and repeat across its
+    distances.
+    """
+    if task != "bracket":
+        raise ValueError(f"span_sweep supports the 'bracket' task (the one with per-sequence spans), got {task!r}.")
+    if curve_every is not None:
+        curve_every = check_positive_int("curve_every", curve_every)
+    bracket_task(1, n, d_min, d_max=d_max, generator=0)          # fail early on a bad (n, d_min, d_max)
+    for d in eval_distances:
+        bracket_task(1, n, d, generator=0)
+    model_kwargs = dict(model_kwargs or {})
+    vocab_size, num_classes = _task_shape(task, {})
+    train_fn = functools.partial(bracket_task, n=n, d=d_min, d_max=d_max)
+    records = []
+    for family, seed in tqdm([(f, s) for f in families for s in seeds], desc=f"{task} span sweep",
+                             disable=not progress, leave=False):
+        model = _build_variant(family, vocab_size, num_classes, param_budget, n, seed, model_kwargs)
+        if device is not None:
+            model.to(device)
+        t0 = time.perf_counter()
+        hist = fit(model, train_fn, steps, batch_size, lr, seed, progress=False, target_accuracy=target_accuracy)
+        seconds = time.perf_counter() - t0
+        for d in eval_distances:
+            ev = evaluate(model, functools.partial(bracket_task, n=n, d=d), batches=eval_batches,
+                          batch_size=eval_batch_size)
+            rec = {"family": family, "d": d, "seed": seed, "lr": lr, "params": count_parameters(model),
+                   "d_model": model.d_model, "accuracy": ev["accuracy"], "loss": ev["loss"],
+                   "steps_run": len(hist["loss"]), "seconds": seconds, "trained_on": [d_min, d_max]}
+            if curve_every is not None:
+                rec["curve"] = _curve(hist["accuracy"], curve_every)
+            records.append(rec)
+    return records
+
+
+#: Training curves in the lab are recorded as the mean training accuracy of blocks of this many steps.
+CURVE_EVERY = 10
+
+
+def run_experiment(name: str, cfg: dict, *, seeds=None, device=None, progress: bool = True) -> list[dict]:
+    """Run one experiment of a :data:`LAB` profile (``"copy"``, ``"copy_lr"``, ``"position_copy"``,
+    ``"bracket"`` or ``"tbptt"``); ``seeds`` overrides the config's seeds. Every record gets ``curve``
+    (training curves, blocks of :data:`CURVE_EVERY` steps); ``tbptt`` records also get ``"window"``
+    (the truncation window, or ``None`` for the full-BPTT reference)."""
+    cfg = dict(cfg)
     if seeds is not None:
         cfg["seeds"] = list(seeds)
-    out["tbptt"] = []
-    for w in (window, None):
-        for rec in distance_sweep("copy", tbptt=w, device=device, progress=progress,
-                                  target_accuracy=TARGET_ACCURACY, **cfg):
-            out["tbptt"].append({**rec, "window": w})
+    common = {"device": device, "progress": progress, "target_accuracy": TARGET_ACCURACY, "curve_every": CURVE_EVERY}
+    if name == "tbptt":
+        window = cfg.pop("window")
+        out = []
+        for w in (window, None):
+            out += [{**r, "window": w} for r in distance_sweep("copy", tbptt=w, **common, **cfg)]
+        return out
+    lrs = cfg.pop("lrs", None) or [cfg.pop("lr")]
+    cfg.pop("lr", None)
+    out = []
+    for lr in lrs:
+        if name == "bracket":
+            out += span_sweep("bracket", lr=lr, **common, **cfg)
+        else:
+            task = "position_copy" if name == "position_copy" else "copy"
+            out += distance_sweep(task, lr=lr, **common, **cfg)
     return out
+
+
+def run_lab(config: dict, *, seeds=None, device=None, progress: bool = True) -> dict[str, list[dict]]:
+    """Run every experiment of one :data:`LAB` profile (see :func:`run_experiment`); ``seeds`` overrides
+    the profile's seeds. Returns ``{experiment name: [records]}``."""
+    return {name: run_experiment(name, cfg, seeds=seeds, device=device, progress=progress)
+            for name, cfg in config.items()}
 
 
 def main(argv=None) -> int:
