@@ -53,7 +53,7 @@ test-hygiene: install
 	$(PY) .ci/notebook_outputs.py verify
 
 test-utils: install
-	$(PY) -m pytest tests -q -n $(NBVAL_WORKERS) --cov=utils --cov-report=term:skip-covered
+	$(PY) -m pytest tests -q -n $(NBVAL_WORKERS) --cov=utils --cov-report=term:skip-covered --cov-fail-under=90
 
 # Every notebook of _toc.yml, each alone in an empty folder, in the Colab-like environment with the course
 # package installed non-editable from a clean copy; nbval checks the stored micro-trace outputs.
