@@ -16,7 +16,7 @@ define build_site
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 endef
 
-.PHONY: help install book test test-utils test-hygiene test-notebooks test-book test-gpu strip outputs clean
+.PHONY: help install book test test-lint test-utils test-hygiene test-notebooks test-book test-gpu strip outputs clean
 
 help:
 	@echo "make book    build the static site into _build/html (sets everything up first)"
@@ -45,9 +45,12 @@ book: install
 
 # The two notebook runs (nbval in the Colab-like environment, and the site build) each execute every notebook
 # once, one kernel at a time; they run side by side, one core each, with one torch thread per kernel.
-test: install test-hygiene test-utils
+test: install test-hygiene test-lint test-utils
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-book NBVAL_WORKERS=1
 	@echo "All tests passed."
+
+test-lint: install
+	$(PY) -m ruff check utils tests .ci
 
 test-hygiene: install
 	$(PY) .ci/notebook_outputs.py verify
