@@ -93,7 +93,7 @@ class KVCache:
         """Store ``k, v`` (``(batch, heads, t, head_dim)``) at positions ``start … start+t-1`` of ``layer``.
 
         Returns the keys and values of positions ``0 … start+t-1`` (views into the cache).
-        ``start`` must equal :attr:`length`, the number of positions filled so far: a later start
+        ``start`` must equal ``length``, the number of positions filled so far: a later start
         would leave a gap of zero keys that the next query attends to, an earlier one would silently
         overwrite. To rerun a step (as :func:`decode_step` does), set ``length`` back first.
         """

@@ -50,7 +50,7 @@ __all__ = [
     "Roofline", "Stage", "time_best", "matmul_peak_flops", "copy_bandwidth", "measure_roofline",
     "arithmetic_intensity", "achieved_flops_per_s", "attainable_flops_per_s", "ridge_intensity",
     "matmul_bytes", "elementwise_bytes", "naive_attention_stages", "fused_attention_stage",
-    "attention_stages_bytes", "time_attention_stages",
+    "attention_stages_bytes", "time_attention_stages", "tiled_attention_bytes",
 ]
 
 

@@ -132,7 +132,7 @@ def evaluate(model: nn.Module, task_fn, *, batches: int = 4, batch_size: int = 2
 
 TASKS = {"copy": copy_task, "position_copy": position_copy_task, "bracket": bracket_task}
 
-#: Model variants that :func:`distance_sweep` and :func:`span_sweep` accept next to :data:`FAMILIES`:
+#: Model variants that :func:`distance_sweep` and :func:`span_sweep` accept next to ``FAMILIES``:
 #: ``name -> (family, extra make_model keywords)``. ``"lstm_fb1"`` is an LSTM whose forget-gate bias
 #: starts at 1 (Gers et al. 2000; Jozefowicz et al. 2015) instead of PyTorch's small random values.
 VARIANTS = {"lstm_fb1": ("lstm", {"forget_bias": 1.0})}
@@ -227,7 +227,7 @@ def distance_sweep(task: str = "copy", *, n: int, distances, families=FAMILIES, 
     Every family gets the same budget, steps, batch, learning rate and data stream (``seed``); models are
     built by :func:`utils.models.make_model` with ``param_budget`` and initialised with the same
     ``seed``. ``families`` may also name a :data:`VARIANTS` entry (e.g. ``"lstm_fb1"``). ``task`` is a key
-    of :data:`TASKS`. ``tbptt`` applies to the recurrent families (others train with full gradients);
+    of ``TASKS``. ``tbptt`` applies to the recurrent families (others train with full gradients);
     ``target_accuracy`` stops a run early once solved (see :func:`fit`). Records hold ``family, d, seed,
     lr, params, d_model, accuracy, loss`` (on fresh evaluation batches), ``steps_run`` and ``seconds``;
     with ``curve_every=k`` also ``curve``, the training accuracy averaged over blocks of ``k`` steps.
