@@ -168,3 +168,11 @@ def test_cuda_blocked_local_attention_matches_naive():
     q, k, v = (torch.randn(1, 2, 300, 16, device="cuda", dtype=torch.float64) for _ in range(3))
     expected = naive_attention(q, k, v, local_mask(300, 7, device="cuda"))
     assert torch.allclose(blocked_local_attention(q, k, v, 7), expected, atol=1e-10)
+
+
+def test_layers_needed_leaves_the_callers_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    layers_needed(lambda: SelfAttention(8, mask="local", radius=1), 6, 8, max_layers=3)
+    assert torch.equal(torch.rand(3), expected)

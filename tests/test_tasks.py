@@ -217,3 +217,10 @@ def test_render_position_copy_tokens():
     assert render_tokens(torch.tensor([1, 4, 2, 0]), "position_copy") == "A D B ?"
     with pytest.raises(ValueError, match="position-copy tokens"):
         render_tokens([5], "position_copy")
+
+
+def test_balanced_blocks_returns_a_fresh_tensor_each_call():
+    first = balanced_blocks(4)
+    expected = first.clone()
+    first.zero_()  # a caller changing its copy must not change what the next caller gets
+    assert torch.equal(balanced_blocks(4), expected)

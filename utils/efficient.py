@@ -266,8 +266,9 @@ def layers_needed(make_layer: Callable[[], nn.Module], n: int, d_model: int, max
                          "lambda: SelfAttention(8, mask='local', radius=2).")
     n, d_model = check_positive_int("n", n), check_positive_int("d_model", d_model)
     max_layers = check_positive_int("max_layers", max_layers)
-    torch.manual_seed(seed)
-    stack = [make_layer() for _ in range(max_layers)]
+    with torch.random.fork_rng(devices=[]):  # seed the layers without touching the caller's random state
+        torch.manual_seed(seed)
+        stack = [make_layer() for _ in range(max_layers)]
     needed = torch.full((n, n), -1, dtype=torch.int64)
     for depth in range(1, max_layers + 1):
         reach = reachability(nn.Sequential(*stack[:depth]), n, d_model, seed=seed)

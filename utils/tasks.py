@@ -141,16 +141,21 @@ def is_balanced(tokens) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
+def _balanced_words(length: int) -> tuple[tuple[int, ...], ...]:
+    return tuple(w for w in itertools.product(range(len(BRACKET_TOKENS)), repeat=length) if is_balanced(w))
+
+
 def balanced_blocks(length: int) -> torch.Tensor:
     """Every balanced word of exactly ``length`` bracket-task tokens, one per row (``(count, length)``).
 
     Used as building blocks: a segment of ``m`` positions is filled with ``m // 4`` random blocks of
-    length 4 (nesting at most two deep) and one block of length ``m % 4``.
+    length 4 (nesting at most two deep) and one block of length ``m % 4``. The enumeration is cached;
+    each call returns a new tensor, so a caller may change it freely.
     """
     length = check_int("length", length, minimum=0, hint="a block length is a number of positions.")
     if length > 6:
         raise ValueError(f"blocks are enumerated exhaustively; use length <= 6, got {length}.")
-    words = [w for w in itertools.product(range(len(BRACKET_TOKENS)), repeat=length) if is_balanced(w)]
+    words = _balanced_words(length)
     return torch.tensor(words, dtype=torch.long).reshape(len(words), length)
 
 
