@@ -16,6 +16,7 @@ from utils.env import (
     gpu_references,
     hardware,
     hardware_label,
+    latest_gpu_reference,
     load_reference,
     module_device,
     on_gpu,
@@ -272,6 +273,8 @@ def test_gpu_references_newest_first_and_cpu_left_out(tmp_path):
     assert sentence == ("The GPU reference was measured on NVIDIA H200 (compute capability 9.0) with torch 2.13.0 "
                         "and CUDA 12.8 on 2026-11-30.")
     assert reference_sentence(None) == "No GPU reference run ships with this copy of the course."
+    assert latest_gpu_reference("p2c02", directory=tmp_path)["provenance"]["device"] == "NVIDIA H200"
+    assert latest_gpu_reference("p9c09", directory=tmp_path) is None
 
 
 # --- on a real GPU (make test-gpu) ------------------------------------------------------------------

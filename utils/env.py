@@ -493,6 +493,12 @@ def gpu_references(chapter: str, directory: str | os.PathLike | None = None) -> 
     return sorted(refs, key=lambda d: str(d["provenance"]["date"]), reverse=True)
 
 
+def latest_gpu_reference(chapter: str, directory: str | os.PathLike | None = None) -> dict | None:
+    """The newest committed GPU reference of ``chapter`` (see :func:`gpu_references`), or ``None``."""
+    refs = gpu_references(chapter, directory)
+    return refs[0] if refs else None
+
+
 def reference_sentence(ref: dict | None, what: str = "GPU reference") -> str:
     """One sentence of provenance for the reader, e.g. "The GPU reference was measured on an NVIDIA
     H200 (compute capability 9.0) with torch 2.13.0 and CUDA 12.8 on 2026-11-30."; for ``None``:
