@@ -2,7 +2,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from utils.attention import SelfAttention, causal_mask, local_mask, naive_attention, sdpa_attention
+from utils.attention import causal_mask, local_mask, naive_attention, sdpa_attention
+from utils.blocks import MultiHeadAttention
 
 
 @given(n=st.integers(1, 20), radius=st.integers(0, 25), causal=st.booleans())
@@ -42,7 +43,7 @@ def test_attention_rows_are_convex_combinations():
 ])
 def test_bad_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        SelfAttention(**kwargs)
+        MultiHeadAttention(**kwargs)
 
 
 @pytest.mark.parametrize("impl", ["naive", "sdpa"])
@@ -50,7 +51,7 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
 def test_causal_true_is_causal_whatever_the_mask(impl, mask):
     # Was silently a full (non-causal) layer unless mask="local".
     torch.manual_seed(0)
-    layer = SelfAttention(8, heads=2, mask=mask, causal=True, impl=impl).double().eval()
+    layer = MultiHeadAttention(8, heads=2, mask=mask, causal=True, impl=impl).double().eval()
     assert layer.causal and layer.mask_kind == "causal"
     assert torch.equal(layer.build_mask(5), causal_mask(5))
     x = torch.randn(1, 6, 8, dtype=torch.float64)
@@ -62,10 +63,10 @@ def test_causal_true_is_causal_whatever_the_mask(impl, mask):
 
 
 def test_mask_causal_sets_causal_and_local_causal_keeps_its_window():
-    assert SelfAttention(8, mask="causal").causal
-    local = SelfAttention(8, mask="local", radius=2, causal=True)
+    assert MultiHeadAttention(8, mask="causal").causal
+    local = MultiHeadAttention(8, mask="local", radius=2, causal=True)
     assert torch.equal(local.build_mask(6), local_mask(6, 2, causal=True))
-    assert SelfAttention(8).build_mask(6) is None
+    assert MultiHeadAttention(8).build_mask(6) is None
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -78,7 +79,7 @@ def test_mask_causal_sets_causal_and_local_causal_keeps_its_window():
 def test_radius_without_a_local_mask_is_an_error(kwargs, message):
     # radius was silently ignored without mask="local" (and checked only at the first forward).
     with pytest.raises(ValueError, match=message):
-        SelfAttention(8, **kwargs)
+        MultiHeadAttention(8, **kwargs)
 
 
 def test_bad_mask_arguments():
@@ -94,7 +95,7 @@ def test_bad_mask_arguments():
 @settings(deadline=None, max_examples=10)
 @given(n=st.integers(1, 12), heads=st.sampled_from([1, 2]), impl=st.sampled_from(["naive", "sdpa"]))
 def test_self_attention_shapes(n, heads, impl):
-    layer = SelfAttention(8, heads=heads, impl=impl)
+    layer = MultiHeadAttention(8, heads=heads, impl=impl)
     assert layer(torch.randn(2, n, 8)).shape == (2, n, 8)
 
 

@@ -4,8 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from utils.choose import FAMILIES, Workload, profile, recommend
 from utils.conv import ConvStack
-from utils.flops import count_flops
 from utils.graphs import conv_graph, hops_matrix, path_length, rnn_graph, sequential_steps
+from utils.measure import count_flops
 from utils.receptive import doubling_dilations
 
 

@@ -2,15 +2,27 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from utils.attention import SelfAttention, local_mask, naive_attention
-from utils.efficient import (CheckpointedStack, DownsampledAttention, blocked_local_attention,
-                             default_block_size, downsampled_reachability, layers_needed,
-                             local_attention_flops, local_attention_layers, local_attention_pairs,
-                             local_attention_scores_numel, training_step)
-from utils.flops import attention_flops, count_flops, multihead_attention_flops
+from utils.attention import local_mask, naive_attention
+from utils.blocks import MultiHeadAttention
+from utils.complexity import (
+    attention_flops,
+    default_block_size,
+    local_attention_flops,
+    local_attention_layers,
+    local_attention_pairs,
+    local_attention_scores_numel,
+    multihead_attention_flops,
+)
+from utils.efficient import (
+    CheckpointedStack,
+    DownsampledAttention,
+    blocked_local_attention,
+    downsampled_reachability,
+    layers_needed,
+    training_step,
+)
 from utils.graphs import hops_matrix, local_attention_graph, path_length
-from utils.memory import peak_memory
-from utils.reachability import reachability
+from utils.measure import count_flops, peak_memory, reachability
 
 
 def qkv(shape, seed=0, dtype=torch.float64):
@@ -77,7 +89,7 @@ def test_layers_formula(d, r):
 @pytest.mark.parametrize("causal", [False, True])
 def test_layers_needed_measured_equals_graph(causal):
     n, r, depth = 17, 3, 6
-    measured = layers_needed(lambda: SelfAttention(4, mask="local", radius=r, causal=causal), n, 4, depth)
+    measured = layers_needed(lambda: MultiHeadAttention(4, mask="local", radius=r, causal=causal), n, 4, depth)
     graph = hops_matrix(local_attention_graph(n, r, depth, causal))
     assert torch.equal(measured, graph)
     for dist in (1, 3, 4, 9, 16):
@@ -124,37 +136,43 @@ def test_checkpointed_stack_same_output_and_grads_less_memory():
     assert peak_memory(training_step(ckpt, x), "cpu") == p_ckpt
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: blocked_local_attention(*qkv((1, 4, 3)), -1), r"radius must be >= 0, got"),
-    (lambda: blocked_local_attention(*qkv((1, 4, 3)), 1.5), r"radius must be a whole number,"),
-    (lambda: blocked_local_attention(*qkv((1, 4, 3)), 1, block_size=0), r"block_size must be >= 1, got"),
-    (lambda: blocked_local_attention(torch.randn(4), torch.randn(4), torch.randn(4), 1), r"q must be a tensor of"),
-    (lambda: blocked_local_attention(torch.randn(1, 4, 3), torch.randn(1, 5, 3), torch.randn(1, 5, 3), 1), r"q, k, v must have the"),
-    (lambda: local_attention_flops(0, 8, 1), r"n must be >= 1, got"),
-    (lambda: local_attention_flops(8, 8, 1, heads=3), r"heads=3 must divide d_model=8; pick a"),
-    (lambda: local_attention_pairs(8, -1), r"radius must be >= 0, got"),
-    (lambda: local_attention_layers(5, 0), r"radius 0 never reaches distance 5:"),
-    (lambda: local_attention_layers(-1, 2), r"distance must be >= 0, got"),
-    (lambda: DownsampledAttention(8, 0), r"stride must be >= 1, got"),
-    (lambda: DownsampledAttention(8, 3)(torch.randn(1, 10, 8)), r"n=10 is not a multiple of"),
-    (lambda: DownsampledAttention(8, 2)(torch.randn(10, 8)), r"x must be \(batch, n, d_model\),"),
-    (lambda: downsampled_reachability(10, 3), r"n=10 is not a multiple of"),
-    (lambda: layers_needed("not callable", 8, 4, 2), r"make_layer must be a callable returning"),
-    (lambda: layers_needed(lambda: SelfAttention(4), 8, 4, 0), r"max_layers must be >= 1, got"),
-    (lambda: CheckpointedStack([]), r"layers must be a non\-empty sequence"),
-    (lambda: CheckpointedStack([torch.nn.Identity()], segments=2), r"segments=2 exceeds the 1 layers; use"),
-    (lambda: training_step("model", torch.randn(2)), r"model must be an nn\.Module, got"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: blocked_local_attention(*qkv((1, 4, 3)), -1), r"radius must be >= 0, got"),
+        (lambda: blocked_local_attention(*qkv((1, 4, 3)), 1.5), r"radius must be a whole number,"),
+        (lambda: blocked_local_attention(*qkv((1, 4, 3)), 1, block_size=0), r"block_size must be >= 1, got"),
+        (lambda: blocked_local_attention(torch.randn(4), torch.randn(4), torch.randn(4), 1), r"q must be a tensor of"),
+        (
+            lambda: blocked_local_attention(torch.randn(1, 4, 3), torch.randn(1, 5, 3), torch.randn(1, 5, 3), 1),
+            r"q, k, v must have the",
+        ),
+        (lambda: local_attention_flops(0, 8, 1), r"n must be >= 1, got"),
+        (lambda: local_attention_flops(8, 8, 1, heads=3), r"heads=3 must divide d_model=8; pick a"),
+        (lambda: local_attention_pairs(8, -1), r"radius must be >= 0, got"),
+        (lambda: local_attention_layers(5, 0), r"radius 0 never reaches distance 5:"),
+        (lambda: local_attention_layers(-1, 2), r"distance must be >= 0, got"),
+        (lambda: DownsampledAttention(8, 0), r"stride must be >= 1, got"),
+        (lambda: DownsampledAttention(8, 3)(torch.randn(1, 10, 8)), r"n=10 is not a multiple of"),
+        (lambda: DownsampledAttention(8, 2)(torch.randn(10, 8)), r"x must be \(batch, n, d_model\),"),
+        (lambda: downsampled_reachability(10, 3), r"n=10 is not a multiple of"),
+        (lambda: layers_needed("not callable", 8, 4, 2), r"make_layer must be a callable returning"),
+        (lambda: layers_needed(lambda: MultiHeadAttention(4), 8, 4, 0), r"max_layers must be >= 1, got"),
+        (lambda: CheckpointedStack([]), r"layers must be a non\-empty sequence"),
+        (lambda: CheckpointedStack([torch.nn.Identity()], segments=2), r"segments=2 exceeds the 1 layers; use"),
+        (lambda: training_step("model", torch.randn(2)), r"model must be an nn\.Module, got"),
+    ],
+)
 def test_bad_inputs_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
 
 
 def test_blocked_local_attention_is_guarded():
-    from utils.efficient import blocked_local_attention_bytes
+    from utils.complexity import blocked_local_attention_bytes
 
     q = torch.randn(1, 2, 64, 8)
-    planned = blocked_local_attention_bytes(64, 8, 4, 2)
+    planned = blocked_local_attention_bytes(64, 8, 4, 2, bytes_per_element=4)
     assert planned > 3 * local_attention_scores_numel(64, 4, 1, 2) * 4
     with pytest.raises(ValueError, match="refusing blocked local attention"):
         blocked_local_attention(q, q, q, 4, limit_bytes=planned - 1)
@@ -174,5 +192,5 @@ def test_layers_needed_leaves_the_callers_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    layers_needed(lambda: SelfAttention(8, mask="local", radius=1), 6, 8, max_layers=3)
+    layers_needed(lambda: MultiHeadAttention(8, mask="local", radius=1), 6, 8, max_layers=3)
     assert torch.equal(torch.rand(3), expected)

@@ -1,4 +1,4 @@
-"""Closed-form FLOPs (utils.flops) vs FlopCounterMode on real PyTorch modules: exact equality."""
+"""Closed-form FLOPs (utils.complexity) vs FlopCounterMode on real PyTorch modules: exact equality."""
 
 import collections
 import re
@@ -10,13 +10,25 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from utils.attention import SelfAttention, sdpa_attention
+from utils.attention import sdpa_attention
+from utils.blocks import MultiHeadAttention
+from utils.complexity import (
+    attention_ffn_crossover,
+    attention_flops,
+    conv1d_flops,
+    conv_output_length,
+    encoder_layer_flops,
+    ffn_flops,
+    gru_flops,
+    lstm_flops,
+    multihead_attention_flops,
+    projection_flops,
+    recurrent_flops,
+    rnn_flops,
+)
 from utils.conv import ConvStack
-from utils.flops import (attention_ffn_crossover, attention_flops, conv1d_flops, conv_output_length,
-                         count_flops, count_flops_by_module, counting_context, encoder_layer_flops,
-                         ffn_flops, gru_flops, lstm_flops, multihead_attention_flops, projection_flops,
-                         recurrent_flops, rnn_flops)
-from utils.flops import UncountedFlopsError, _AuditedFlopCounter, _is_matrix_work
+from utils.measure import UncountedFlopsError, count_flops, count_flops_by_module, counting_context
+from utils.measure._flops import _AuditedFlopCounter, _is_matrix_work
 
 RECURRENT = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 small = st.integers(1, 12)
@@ -107,14 +119,16 @@ def test_encoder_layer_matches_module(n, heads, mult, d_ff, batch, eval_no_grad,
     assert measured == encoder_layer_flops(n, d, heads, d_ff, batch)
     parts = count_flops_by_module(layer, x)
     assert parts["TransformerEncoderLayer.self_attn"]["aten.bmm"] == attention_flops(n, d, batch)
-    ffn = sum(parts["TransformerEncoderLayer.linear1"].values()) + sum(parts["TransformerEncoderLayer.linear2"].values())
+    ffn = sum(parts["TransformerEncoderLayer.linear1"].values()) + sum(
+        parts["TransformerEncoderLayer.linear2"].values()
+    )
     assert ffn == ffn_flops(n, d, d_ff, batch)
 
 
 @pytest.mark.parametrize("impl", ["naive", "sdpa"])
 @pytest.mark.parametrize("mask", ["none", "causal"])
 def test_course_self_attention(impl, mask):
-    attn = SelfAttention(16, 4, mask=mask, impl=impl)
+    attn = MultiHeadAttention(16, 4, mask=mask, impl=impl)
     x = torch.randn(2, 11, 16)
     assert count_flops(attn, x) == multihead_attention_flops(11, 16, 2, heads=4)
     assert count_flops(attn, x, meta=True) == multihead_attention_flops(11, 16, 2, heads=4)

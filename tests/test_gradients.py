@@ -8,13 +8,12 @@ from torch import nn
 from utils.gradients import (
     LinearRNN,
     forget_gate_bias,
-    gradient_norms_vs_distance,
-    lstm_cell_gradient_norms,
     random_recurrent_matrix,
     rnn_with_spectral_radius,
     set_forget_gate_bias,
     spectral_radius,
 )
+from utils.measure import gradient_norms_vs_distance, lstm_cell_gradient_norms
 
 
 @settings(deadline=None, max_examples=25)
@@ -172,7 +171,7 @@ def test_bad_inputs_are_clear_errors(call, message):
 @settings(max_examples=30)
 @given(r=st.floats(0.2, 1.5), c=st.floats(0.1, 10.0), n=st.integers(2, 60))
 def test_decay_rate_recovers_an_exact_exponential(r, c, n):
-    from utils.gradients import decay_rate_per_step
+    from utils.measure import decay_rate_per_step
     g = c * r ** torch.arange(n, dtype=torch.float64)
     assert math.isclose(decay_rate_per_step(g), r, rel_tol=1e-9)
 
@@ -184,14 +183,14 @@ def test_decay_rate_recovers_an_exact_exponential(r, c, n):
     (([1.0, 0.5], -1, None), "start must be >= 0"),
 ])
 def test_decay_rate_bad_inputs(args, message):
-    from utils.gradients import decay_rate_per_step
+    from utils.measure import decay_rate_per_step
     with pytest.raises(ValueError, match=message):
         decay_rate_per_step(*args)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
 def test_cuda_model_with_a_cpu_sequence_gives_the_cpu_answer():
-    from utils.gradients import lstm_cell_gradient_norms
+    from utils.measure import lstm_cell_gradient_norms
 
     torch.manual_seed(0)
     lstm = nn.LSTM(4, 4, batch_first=True)

@@ -3,11 +3,10 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from utils.complexity import kv_cache_bytes
-from utils.kvcache import (KVCache, TinyDecoder, decode_step, decode_step_flops, generate, generation_flops,
-                           recurrent_state_bytes)
+from utils.blocks import KVCache
+from utils.complexity import MIB, decode_step_flops, generation_flops, kv_cache_bytes, recurrent_state_bytes
 from utils.measure import count_flops, peak_memory
-from utils.memory import MIB
+from utils.models import TinyDecoder, decode_step, generate
 
 
 @given(b=st.integers(1, 8), h=st.integers(1, 16), n=st.integers(1, 5000), d=st.integers(1, 256),
@@ -26,23 +25,23 @@ def test_seed_kv_example_is_8_mib_not_4():
 @given(layers=st.integers(1, 3), b=st.integers(1, 3), h=st.integers(1, 4), n=st.integers(1, 64),
        d=st.integers(1, 16), dtype=st.sampled_from([torch.float16, torch.bfloat16, torch.float32]))
 def test_cache_tensors_have_exactly_the_formula_bytes(layers, b, h, n, d, dtype):
-    cache = KVCache(layers, b, h, n, d, dtype)
+    cache = KVCache(b, h, n, d, layers=layers, dtype=dtype)
     bpe = torch.empty((), dtype=dtype).element_size()
     assert cache.nbytes == kv_cache_bytes(b, h, n, d, layers, bpe)
     assert sum(t.nbytes for t in cache.keys + cache.values) == cache.nbytes
 
 
 def test_allocating_a_cache_allocates_exactly_the_formula():
-    assert peak_memory(lambda: KVCache(1, 1, 8, 4096, 64, torch.float16), "cpu") == kv_cache_bytes(1, 8, 4096, 64)
+    assert peak_memory(lambda: KVCache(1, 8, 4096, 64, dtype=torch.float16), "cpu") == kv_cache_bytes(1, 8, 4096, 64)
 
 
 def test_cache_overflow_and_guard():
-    cache = KVCache(1, 1, 1, 4, 2)
+    cache = KVCache(1, 1, 4, 2)
     cache.length = 3
     with pytest.raises(ValueError, match="overflow"):
         cache.write(0, 3, torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match="refusing"):
-        KVCache(1, 1, 1, 10**6, 64, limit_bytes=MIB)
+        KVCache(1, 1, 10**6, 64, limit_bytes=MIB)
 
 
 @settings(deadline=None, max_examples=8)
@@ -121,7 +120,7 @@ def test_recurrent_state_is_constant_in_n():
     (lambda m: decode_step(m, 500, True), "max_len"),
     (lambda m: decode_step_flops(0, 8, 8, 1, 8, True), "context must be >= 1"),
     (lambda m: kv_cache_bytes(1, 1, 1, 0), "head_dim must be >= 1"),
-    (lambda m: recurrent_state_bytes(1, 8, family="transformer"), "family must be one of"),
+    (lambda m: recurrent_state_bytes(1, 8, family="transformer", bytes_per_element=4), "family must be one of"),
     (lambda m: TinyDecoder(d_model=10, heads=4), "divisible"),
 ])
 def test_bad_inputs_are_clear_errors(call, message):
@@ -144,7 +143,7 @@ def test_cuda_generate_with_a_cpu_prompt():
 def test_cache_write_refuses_a_gap():
     # A gap (start > length) would leave zero keys at the skipped positions, which the next query
     # attends to (softmax gives them weight exp(0)): the old write accepted it silently.
-    cache = KVCache(1, 1, 1, 8, 2)
+    cache = KVCache(1, 1, 8, 2)
     cache.write(0, 0, torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
     cache.length = 2
     with pytest.raises(ValueError, match="gap"):
@@ -175,7 +174,7 @@ def test_decode_step_can_be_repeated_and_honours_the_memory_cap():
 
 
 def test_decode_step_bytes_counts_weights_once_and_the_whole_cache():
-    from utils.kvcache import decode_step_bytes
+    from utils.models import decode_step_bytes
 
     d, L, d_ff, V = 16, 3, 40, 11
     model = TinyDecoder(vocab=V, d_model=d, heads=2, layers=L, d_ff=d_ff, max_len=64)
@@ -189,3 +188,14 @@ def test_decode_step_bytes_counts_weights_once_and_the_whole_cache():
     assert decode_step_bytes(model, 10) - decode_step_bytes(model, 1) == cache.nbytes * 9 // 10
     with pytest.raises(ValueError, match="TinyDecoder"):
         decode_step_bytes(nn.Linear(2, 2), 4)
+
+
+def test_kvcache_takes_the_order_of_kv_cache_bytes_and_warns_on_the_old_order():
+    new = KVCache(2, 4, 16, 8, layers=3, dtype=torch.float16)
+    assert new.nbytes == kv_cache_bytes(2, 4, 16, 8, 3)
+    assert (new.layers, new.capacity, tuple(new.keys[0].shape)) == (3, 16, (2, 4, 16, 8))
+    with pytest.warns(DeprecationWarning, match=r"KVCache\(batch, heads, capacity, head_dim, layers="):
+        old = KVCache(3, 2, 4, 16, 8, torch.float16)          # 0.1 order: layers first
+    assert (old.layers, tuple(old.keys[0].shape), old.keys[0].dtype) == (3, (2, 4, 16, 8), torch.float16)
+    with pytest.raises(ValueError, match=r"KVCache takes \(batch, heads, capacity, head_dim"):
+        KVCache(1, 1, 1, 4, 2, torch.float32, "cpu", 0.5, None, "extra")

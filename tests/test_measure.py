@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from utils.attention import SelfAttention
+from utils.blocks import MultiHeadAttention
 from utils.conv import ConvStack
 from utils.graphs import attention_graph, conv_graph, local_attention_graph, reachability_matrix, rnn_graph
 from utils.measure import reachability
@@ -25,15 +25,18 @@ def case(name, n):
         "conv-dilated": (ConvStack(D, 2, 3, [1, 2, 4], padding="causal"), conv_graph(n, 2, 3, [1, 2, 4], causal=True)),
         "conv-holes": (ConvStack(D, 2, 2, [1, 4], padding="causal"), conv_graph(n, 2, 2, [1, 4], causal=True)),
         "conv-centred-dilated": (ConvStack(D, 3, 2, [1, 3], padding="centred"), conv_graph(n, 3, 2, [1, 3])),
-        "attention": (SelfAttention(D), attention_graph(n)),
-        "attention-causal": (SelfAttention(D, mask="causal"), attention_graph(n, causal=True)),
-        "attention-2layers-causal": (nn.Sequential(SelfAttention(D, mask="causal"), SelfAttention(D, mask="causal")),
-                                     attention_graph(n, 2, causal=True)),
-        "local": (SelfAttention(D, mask="local", radius=1), local_attention_graph(n, 1)),
-        "local-naive": (SelfAttention(D, mask="local", radius=2, impl="naive"), local_attention_graph(n, 2)),
-        "local-causal-2layers": (nn.Sequential(*(SelfAttention(D, mask="local", radius=2, causal=True)
-                                                 for _ in range(2))),
-                                 local_attention_graph(n, 2, 2, causal=True)),
+        "attention": (MultiHeadAttention(D), attention_graph(n)),
+        "attention-causal": (MultiHeadAttention(D, mask="causal"), attention_graph(n, causal=True)),
+        "attention-2layers-causal": (
+            nn.Sequential(MultiHeadAttention(D, mask="causal"), MultiHeadAttention(D, mask="causal")),
+            attention_graph(n, 2, causal=True),
+        ),
+        "local": (MultiHeadAttention(D, mask="local", radius=1), local_attention_graph(n, 1)),
+        "local-naive": (MultiHeadAttention(D, mask="local", radius=2, impl="naive"), local_attention_graph(n, 2)),
+        "local-causal-2layers": (
+            nn.Sequential(*(MultiHeadAttention(D, mask="local", radius=2, causal=True) for _ in range(2))),
+            local_attention_graph(n, 2, 2, causal=True),
+        ),
     }[name]
 
 
@@ -67,5 +70,6 @@ def test_conv_stacks_random_shapes(n, k, data, causal):
 @given(n=st.integers(1, 10), r=st.integers(0, 3), layers=st.integers(1, 3), causal=st.booleans())
 def test_local_attention_random_windows(n, r, layers, causal):
     torch.manual_seed(0)
-    model = nn.Sequential(*(SelfAttention(4, heads=2, mask="local", radius=r, causal=causal) for _ in range(layers)))
+    model = nn.Sequential(*(MultiHeadAttention(4, heads=2, mask="local", radius=r, causal=causal)
+                            for _ in range(layers)))
     assert torch.equal(reachability(model, n, 4), reachability_matrix(local_attention_graph(n, r, layers, causal)))

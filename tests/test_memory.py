@@ -4,24 +4,29 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from utils.complexity import attention_weights_bytes, max_seq_len
-from utils.measure import check_fits, guard_attention, peak_memory
-from utils.memory import (
+from utils.blocks import TransformerBlock
+from utils.complexity import (
     GIB,
     MIB,
-    TransformerBlock,
-    attention_peak_memory,
     attention_plan_bytes,
+    attention_weights_bytes,
     bytes_per_element,
+    format_bytes,
+    max_seq_len,
+)
+from utils.measure import (
+    attention_peak_memory,
+    check_fits,
     cuda_oom_edge,
     fits_by_trying,
-    format_bytes,
     free_memory_bytes,
+    guard_attention,
     guard_large,
     is_allocation_failure,
     largest_passing,
     largest_that_fits,
     parameter_bytes,
+    peak_memory,
     sweep_that_fits,
     training_peak_memory,
 )

@@ -2,13 +2,20 @@ import pytest
 import torch
 from torch import nn
 
+from utils.complexity import conv1d_parameters, linear_parameters, recurrent_parameters
 from utils.gradients import forget_gate_bias
-from utils.models import (FAMILIES, ConvClassifier, RecurrentClassifier, cnn_layers_for, count_parameters,
-                          lstm_forget_gates, make_model, matched_models, width_for_budget)
-from utils.parameters import conv1d_parameters, linear_parameters, recurrent_parameters
-from utils.reachability import reachability
+from utils.measure import count_parameters, reachability
+from utils.models import (
+    FAMILIES,
+    ConvClassifier,
+    RecurrentClassifier,
+    cnn_layers_for,
+    lstm_forget_gates,
+    make_model,
+    matched_models,
+    width_for_budget,
+)
 from utils.tasks import copy_task
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -2,14 +2,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from utils.parameters import (
+from utils.complexity import (
     conv1d_parameters,
-    count_parameters,
     dense_vs_conv_parameters,
     encoder_layer_parameters,
     linear_parameters,
     recurrent_parameters,
 )
+from utils.measure import count_parameters
 
 MODULES = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 

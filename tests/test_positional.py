@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from utils.attention import SelfAttention
+from utils.blocks import MultiHeadAttention
 from utils.conv import ConvStack
 from utils.positional import (
     equivariance_gap,
@@ -71,16 +71,16 @@ def test_frequencies_run_from_one_down_to_about_one_over_base():
 def test_attention_without_position_is_equivariant_and_others_are_not(n, seed):
     torch.manual_seed(seed)
     x = torch.randn(1, n, 8)
-    attn = SelfAttention(8, heads=2, impl="naive")
+    attn = MultiHeadAttention(8, heads=2, impl="naive")
     assert equivariance_gap(attn, x, seed=seed) < 1e-12
-    assert equivariance_gap(SelfAttention(8, heads=2, mask="causal", impl="naive"), x, seed=seed) > 1e-6
+    assert equivariance_gap(MultiHeadAttention(8, heads=2, mask="causal", impl="naive"), x, seed=seed) > 1e-6
     assert equivariance_gap(nn.RNN(8, 8, batch_first=True), x, seed=seed) > 1e-6
     assert equivariance_gap(ConvStack(8, 3, 2), x, seed=seed) > 1e-6
 
 
 def test_adding_pe_breaks_equivariance():
     torch.manual_seed(0)
-    attn = SelfAttention(8, heads=2, impl="naive").double()
+    attn = MultiHeadAttention(8, heads=2, impl="naive").double()
     pe = sinusoidal(10, 8, dtype=torch.float64)
     x = torch.randn(1, 10, 8, dtype=torch.float64)
     assert equivariance_gap(lambda z: attn(z + pe), x) > 1e-3

@@ -8,15 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from utils.conv import ConvStack
 from utils.graphs import conv_graph, hops_matrix, reachability_matrix
-from utils.receptive import (
-    dilated_layers_to_connect,
-    doubling_dilations,
-    input_gradient_profile,
-    layers_to_connect,
-    profile_width,
-    reach,
-    receptive_field,
-)
+from utils.measure import input_gradient_profile, profile_width
+from utils.receptive import dilated_layers_to_connect, doubling_dilations, layers_to_connect, reach, receptive_field
 
 
 def test_the_k3_table_and_the_dilated_example():
@@ -150,7 +143,7 @@ def test_unsquared_profile_sees_a_512_layer_dependency_that_squaring_would_lose(
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
 def test_cuda_module_profiles_and_reachability_match_the_cpu():
-    from utils.reachability import reachability
+    from utils.measure import reachability
 
     torch.manual_seed(0)
     stack = ConvStack(4, 3, 2)

@@ -78,9 +78,19 @@ def test_bad_names_are_rejected(name):
         report.glue(name, 1)
 
 
-@pytest.mark.parametrize("value, text", [(1234567, "1,234,567"), (0.000123456, "0.0001235"), (2.0, "2"),
-                                         (68320.5, "68,320.5"), (float("inf"), "inf"), (True, "True"), ("holds", "holds"),
-                                         ("x" * 200, "x" * 157 + "…")])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (1234567, "1,234,567"),
+        (0.000123456, "0.0001235"),
+        (2.0, "2"),
+        (68320.5, "68,320.5"),
+        (float("inf"), "inf"),
+        (True, "True"),
+        ("holds", "holds"),
+        ("x" * 200, "x" * 157 + "…"),
+    ],
+)
 def test_format_value(value, text):
     assert report.format_value(value) == text
 

@@ -1,25 +1,40 @@
-import math
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 from utils.attention import naive_attention
-from utils.flops import attention_flops, count_flops
-from utils.roofline import (Roofline, Stage, achieved_flops_per_s, arithmetic_intensity,
-                            attainable_flops_per_s, copy_bandwidth, elementwise_bytes, fused_attention_stage,
-                            matmul_bytes, matmul_peak_flops, measure_roofline, naive_attention_stages,
-                            ridge_intensity, time_attention_stages, time_best)
+from utils.complexity import (
+    Stage,
+    achieved_flops_per_s,
+    arithmetic_intensity,
+    attainable_flops_per_s,
+    attention_flops,
+    elementwise_bytes,
+    fused_attention_stage,
+    matmul_bytes,
+    naive_attention_stages,
+    ridge_intensity,
+)
+from utils.measure import (
+    Roofline,
+    copy_bandwidth_bytes_per_s,
+    count_flops,
+    matmul_peak_flops_per_s,
+    measure_roofline,
+    time_attention_stages,
+    time_best_s,
+)
 
 
 def test_matmul_bytes_closed_form():
-    assert matmul_bytes(2, 3, 4) == (6 + 12 + 8) * 4
+    assert matmul_bytes(2, 3, 4, bytes_per_element=4) == (6 + 12 + 8) * 4
     assert matmul_bytes(2, 3, 4, batch=5, bytes_per_element=2) == 5 * 26 * 2
 
 
 def test_elementwise_bytes_closed_form():
-    assert elementwise_bytes(10) == 80
+    assert elementwise_bytes(10, bytes_per_element=4) == 80
     assert elementwise_bytes(10, 2, reads=2, writes=1) == 60
 
 
@@ -41,13 +56,13 @@ def test_attention_stages_match_flops_module_and_formula(n, dh, b, h, bpe):
 
 def test_attention_stage_flops_equal_counted_flops():
     q, k, v = (torch.randn(2, 3, 40, 16) for _ in range(3))
-    stages = naive_attention_stages(40, 16, 2, 3)
+    stages = naive_attention_stages(40, 16, 2, 3, bytes_per_element=4)
     assert count_flops(naive_attention, q, k, v) == sum(s.flops for s in stages if s.kind == "matmul")
 
 
 def test_intensity_of_stages_large_n_limits():
     # for n >> d_h the matmul stages approach 2·d_h / bytes, the element-wise ones stay constant
-    stages = {s.name: s for s in naive_attention_stages(2**16, 64)}
+    stages = {s.name: s for s in naive_attention_stages(2**16, 64, bytes_per_element=4)}
     assert stages["QKᵀ"].intensity == pytest.approx(2 * 64 / 4, rel=0.01)
     assert stages["scale"].intensity == pytest.approx(1 / 8)
     assert stages["softmax"].intensity == pytest.approx(5 / 8)
@@ -74,42 +89,60 @@ def test_intensity_and_achieved():
     assert achieved_flops_per_s(1e9, 0.5) == 2e9
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: arithmetic_intensity(0, 1), r"flops must be > 0, got"),
-    (lambda: arithmetic_intensity(1, 0), r"bytes_moved must be > 0, got"),
-    (lambda: achieved_flops_per_s(0, 1.0), r"flops must be > 0, got"),
-    (lambda: achieved_flops_per_s(1, -1.0), r"seconds must be > 0, got"),
-    (lambda: attainable_flops_per_s(0.0, 1.0, 1.0), r"intensity must be > 0 \(FLOPs"),
-    (lambda: attainable_flops_per_s([1.0, -1.0], 1.0, 1.0), r"intensity must be > 0 \(FLOPs"),
-    (lambda: attainable_flops_per_s(1.0, 0, 1.0), r"peak_flops_per_s must be > 0, got"),
-    (lambda: ridge_intensity(1.0, 0), r"bandwidth_bytes_per_s must be > 0, got"),
-    (lambda: matmul_bytes(0, 1, 1), r"m must be >= 1, got"),
-    (lambda: matmul_bytes(1, 1, 1, bytes_per_element=0), r"bytes_per_element must be >= 1, got"),
-    (lambda: elementwise_bytes(10, reads=0, writes=0), r"an element\-wise stage reads or writes"),
-    (lambda: elementwise_bytes(0), r"numel must be >= 1, got"),
-    (lambda: naive_attention_stages(0, 64), r"n must be >= 1, got"),
-    (lambda: naive_attention_stages(8, 64, softmax_flops_per_element=0), r"softmax_flops_per_element must be >= 1, got"),
-    (lambda: Stage("x", 1, 1, "nonsense"), r"kind must be one of \['elementwise',"),
-    (lambda: Stage("x", 0, 1, "matmul"), r"flops must be >= 1, got"),
-    (lambda: Roofline(0.0, 1.0), r"peak_flops_per_s must be > 0, got"),
-    (lambda: matmul_peak_flops("cpu", size=0), r"size must be >= 1, got"),
-    (lambda: matmul_peak_flops("cpu", size=8, dtype=torch.int32), r"dtype must be a floating\-point torch\.dtype"),
-    (lambda: copy_bandwidth("cpu", mebibytes=0), r"mebibytes must be > 0, got"),
-    (lambda: matmul_peak_flops("cpu", size=[]), r"size must be a positive int"),
-    (lambda: matmul_peak_flops("cpu", size=[64, -1]), r"size must be >= 1, got"),
-    (lambda: time_best(lambda: None, repeats=0), r"repeats must be >= 1, got"),
-    (lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 3, repeats=0), r"repeats must be >= 1, got"),
-    (lambda: time_attention_stages(torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)), r"q must be a 4\-D tensor"),
-    (lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 2, torch.randn(1, 1, 5, 2)), r"q, k, v must have the"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: arithmetic_intensity(0, 1), r"flops must be > 0, got"),
+        (lambda: arithmetic_intensity(1, 0), r"bytes_moved must be > 0, got"),
+        (lambda: achieved_flops_per_s(0, 1.0), r"flops must be > 0, got"),
+        (lambda: achieved_flops_per_s(1, -1.0), r"seconds must be > 0, got"),
+        (lambda: attainable_flops_per_s(0.0, 1.0, 1.0), r"intensity must be > 0 \(FLOPs"),
+        (lambda: attainable_flops_per_s([1.0, -1.0], 1.0, 1.0), r"intensity must be > 0 \(FLOPs"),
+        (lambda: attainable_flops_per_s(1.0, 0, 1.0), r"peak_flops_per_s must be > 0, got"),
+        (lambda: ridge_intensity(1.0, 0), r"bandwidth_bytes_per_s must be > 0, got"),
+        (lambda: matmul_bytes(0, 1, 1, bytes_per_element=4), r"m must be >= 1, got"),
+        (lambda: matmul_bytes(1, 1, 1, bytes_per_element=0), r"bytes_per_element must be >= 1, got"),
+        (
+            lambda: elementwise_bytes(10, reads=0, writes=0, bytes_per_element=4),
+            r"an element\-wise stage reads or writes",
+        ),
+        (lambda: elementwise_bytes(0, bytes_per_element=4), r"numel must be >= 1, got"),
+        (lambda: naive_attention_stages(0, 64, bytes_per_element=4), r"n must be >= 1, got"),
+        (
+            lambda: naive_attention_stages(8, 64, softmax_flops_per_element=0, bytes_per_element=4),
+            r"softmax_flops_per_element must be >= 1, got",
+        ),
+        (lambda: Stage("x", 1, 1, "nonsense"), r"kind must be one of \['elementwise',"),
+        (lambda: Stage("x", 0, 1, "matmul"), r"flops must be >= 1, got"),
+        (lambda: Roofline(0.0, 1.0), r"peak_flops_per_s must be > 0, got"),
+        (lambda: matmul_peak_flops_per_s("cpu", size=0), r"size must be >= 1, got"),
+        (
+            lambda: matmul_peak_flops_per_s("cpu", size=8, dtype=torch.int32),
+            r"dtype must be a floating\-point torch\.dtype",
+        ),
+        (lambda: copy_bandwidth_bytes_per_s("cpu", mebibytes=0), r"mebibytes must be > 0, got"),
+        (lambda: matmul_peak_flops_per_s("cpu", size=[]), r"size must be a positive int"),
+        (lambda: matmul_peak_flops_per_s("cpu", size=[64, -1]), r"size must be >= 1, got"),
+        (lambda: time_best_s(lambda: None, repeats=0), r"repeats must be >= 1, got"),
+        (lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 3, repeats=0), r"repeats must be >= 1, got"),
+        (
+            lambda: time_attention_stages(torch.randn(2, 3), torch.randn(2, 3), torch.randn(2, 3)),
+            r"q must be a 4\-D tensor",
+        ),
+        (
+            lambda: time_attention_stages(*(torch.randn(1, 1, 4, 2),) * 2, torch.randn(1, 1, 5, 2)),
+            r"q, k, v must have the",
+        ),
+    ],
+)
 def test_bad_inputs_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
 
 
 def test_measured_roofs_are_positive_and_plausible():
-    peak = matmul_peak_flops("cpu", size=128, repeats=1, min_run_time=0.01)
-    bw = copy_bandwidth("cpu", mebibytes=1, repeats=1, min_run_time=0.01)
+    peak = matmul_peak_flops_per_s("cpu", size=128, repeats=1, min_run_time=0.01)
+    bw = copy_bandwidth_bytes_per_s("cpu", mebibytes=1, repeats=1, min_run_time=0.01)
     assert 1e6 < peak < 1e14          # between a megaFLOP/s and 100 TFLOP/s on any CPU
     assert 1e6 < bw < 1e13
     roof = measure_roofline("cpu", matmul_size=128, copy_mebibytes=1, repeats=1, min_run_time=0.01)
@@ -124,8 +157,8 @@ def test_time_attention_stages_returns_every_stage():
 
 
 def test_time_best_is_a_minimum_of_medians_and_peak_takes_sizes():
-    assert 0 < time_best(lambda: sum(range(100)), repeats=2, min_run_time=0.01) < 1
-    peak = matmul_peak_flops("cpu", size=(32, 64), repeats=1, min_run_time=0.01)
+    assert 0 < time_best_s(lambda: sum(range(100)), repeats=2, min_run_time=0.01) < 1
+    peak = matmul_peak_flops_per_s("cpu", size=(32, 64), repeats=1, min_run_time=0.01)
     assert 1e6 < peak < 1e14
     t = time_attention_stages(*(torch.randn(1, 1, 16, 4) for _ in range(3)), min_run_time=0.01, repeats=2)
     assert list(t) == ["QKᵀ", "scale", "softmax", "PV"]
@@ -134,12 +167,13 @@ def test_time_best_is_a_minimum_of_medians_and_peak_takes_sizes():
 # --- guards --------------------------------------------------------------------------------------------
 
 def test_roofline_allocators_are_guarded():
-    from utils.roofline import attention_stages_bytes, copy_bandwidth, matmul_peak_flops, time_attention_stages
+    from utils.complexity import attention_stages_bytes
+    from utils.measure import copy_bandwidth_bytes_per_s, matmul_peak_flops_per_s, time_attention_stages
 
     with pytest.raises(ValueError, match="refusing a 1e\\+09 MiB copy"):
-        copy_bandwidth("cpu", mebibytes=1e9)
+        copy_bandwidth_bytes_per_s("cpu", mebibytes=1e9)
     with pytest.raises(ValueError, match="refusing a 10000000×10000000 matrix product"):
-        matmul_peak_flops("cpu", size=[64, 10**7])
+        matmul_peak_flops_per_s("cpu", size=[64, 10**7])
     q = torch.randn(1, 2, 64, 8)
     assert attention_stages_bytes(1, 2, 64, 8, 4) == (5 * 2 * 64 * 64 + 2 * 2 * 64 * 8) * 4
     with pytest.raises(ValueError, match="cap"):
@@ -148,7 +182,7 @@ def test_roofline_allocators_are_guarded():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make test-gpu)")
 def test_cuda_roofline_and_stages_run():
-    from utils.roofline import measure_roofline, time_attention_stages
+    from utils.measure import measure_roofline, time_attention_stages
 
     roof = measure_roofline("cuda", matmul_size=2048, copy_mebibytes=256, repeats=1, min_run_time=0.02)
     assert roof.peak_flops_per_s > 1e12 and roof.bandwidth_bytes_per_s > 1e11 and roof.tf32 is not None
@@ -158,7 +192,7 @@ def test_cuda_roofline_and_stages_run():
 
 
 def test_tiled_attention_bytes_follows_dao_theorem_2():
-    from utils.roofline import tiled_attention_bytes
+    from utils.complexity import tiled_attention_bytes
 
     d, sram = 64, 100 * 1024                       # 51200 FP16 elements: B_c = 200 key rows per block
     assert tiled_attention_bytes(200, d, sram) == 2 * (200 * d + 400 + 2 * 200 * d + (3 * 200 * d + 800))

@@ -1,4 +1,4 @@
-"""Tests of utils.sequential and utils.timing.time_forward_vs_n."""
+"""Tests of utils.sequential and utils.measure.time_forward_vs_n."""
 
 import json
 
@@ -7,6 +7,7 @@ import torch
 
 from utils import sequential
 from utils.env import load_reference
+from utils.measure import Timing, time_forward_vs_n
 from utils.sequential import (
     FAMILIES,
     Backbone,
@@ -18,7 +19,6 @@ from utils.sequential import (
     serial_time_estimate,
     serial_vs_batched,
 )
-from utils.timing import Timing, time_forward_vs_n
 
 # --- time_forward_vs_n -------------------------------------------------------------------------------
 
@@ -92,7 +92,7 @@ def test_make_backbones_has_all_five_at_one_width():
 @pytest.mark.parametrize("kwargs, match", [
     ({"family": "mamba", "d_model": 8}, "family must be one of"),
     ({"family": "rnn", "d_model": 8, "layers": 2}, "one recurrent layer"),
-    ({"family": "transformer", "d_model": 10, "heads": 4}, "not divisible"),
+    ({"family": "transformer", "d_model": 10, "heads": 4}, r"d_model \(10\) must be divisible by heads \(4\)"),
     ({"family": "cnn", "d_model": 0}, "d_model must be >= 1"),
     ({"family": "cnn", "d_model": 8, "layers": 0}, "layers must be >= 1"),
 ])
@@ -196,9 +196,9 @@ def test_forward_time_sweep_refuses_before_allocating():
 
 @pytest.mark.parametrize("free_gib, largest", [(14.4, 8192), (22.0, 16384), (78.0, 16384)])
 def test_default_gpu_sweep_is_sized_from_free_memory(monkeypatch, free_gib, largest):
-    from utils import memory
+    from utils.measure import _guard
 
-    monkeypatch.setattr(memory, "free_memory_bytes", lambda device: int(free_gib * 2**30))
+    monkeypatch.setattr(_guard, "free_memory_bytes", lambda device: int(free_gib * 2**30))
     cfg = sequential.default_sweep("cuda")
     assert cfg["ns"][-1] == largest and cfg["ns"][0] == 64
     assert sequential.default_sweep("cpu")["ns"] == sequential.CPU_SWEEP["ns"]

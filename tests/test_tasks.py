@@ -4,8 +4,18 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from utils.tasks import (BRACKET_TOKENS, COPY_QUERY, as_generator, balanced_blocks, bracket_task, copy_task,
-                         copy_task_layout, is_balanced, position_copy_task, render_tokens)
+from utils.tasks import (
+    BRACKET_TOKENS,
+    COPY_QUERY,
+    as_generator,
+    balanced_blocks,
+    bracket_task,
+    copy_task,
+    copy_task_layout,
+    is_balanced,
+    position_copy_task,
+    render_tokens,
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -177,7 +187,9 @@ def test_bracket_task_with_d_max_uses_every_span_and_no_fixed_offset_decides():
         opener = x[:, n - 1 - d]
         shortcut = (opener == x[:, -1] - 1).long()
         assert (shortcut == y).float().mean() < 0.75
-    assert torch.equal(bracket_task(50, n, lo, d_max=hi, generator=3)[0], bracket_task(50, n, lo, d_max=hi, generator=3)[0])
+    assert torch.equal(
+        bracket_task(50, n, lo, d_max=hi, generator=3)[0], bracket_task(50, n, lo, d_max=hi, generator=3)[0]
+    )
     with pytest.raises(ValueError, match="d_max must be >= 5"):
         bracket_task(2, n, 5, d_max=4)
     with pytest.raises(ValueError, match="d must be < n"):

@@ -10,10 +10,19 @@ import torch.autograd.profiler
 import torch.utils.flop_counter as flop_counter
 from torch import nn
 
-from utils import memory, torch_support
-from utils.flops import _AuditedFlopCounter, count_flops, counting_context
-from utils.torch_support import (CANARY_BYTES, MIN_TORCH, check_cpu_memory_reader, check_flop_audit,
-                                 ensure_cpu_memory_reader, require_torch, reset_checks, torch_release)
+from utils import torch_support
+from utils.measure import _memory as memory, count_flops, counting_context
+from utils.measure._flops import _AuditedFlopCounter
+from utils.torch_support import (
+    CANARY_BYTES,
+    MIN_TORCH,
+    check_cpu_memory_reader,
+    check_flop_audit,
+    ensure_cpu_memory_reader,
+    require_torch,
+    reset_checks,
+    torch_release,
+)
 
 
 @pytest.fixture(autouse=True)

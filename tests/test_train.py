@@ -3,10 +3,10 @@ import functools
 import pytest
 import torch
 
-from utils.models import FAMILIES, count_parameters, make_model
+from utils.measure import count_parameters
+from utils.models import FAMILIES, make_model
 from utils.tasks import copy_task
 from utils.train import distance_sweep, evaluate, fit, main, span_sweep
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

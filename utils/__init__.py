@@ -1,43 +1,52 @@
 """Shared, tested helpers for the course *Path length & resource complexity*.
 
-One module per concept, so a reader can find a computation by its name:
+Three kinds of code, three places: **closed forms** in :mod:`utils.complexity` (what a layer costs,
+on paper), **measurements** in :mod:`utils.measure` (what it costs and sees, on this device), and
+**models** in :mod:`utils.blocks` and :mod:`utils.models` (what is measured). Every other module holds
+one concept of the course. Each public name has exactly one import path, the one below.
 
-==================  ===============================================================================
-module              concept
-==================  ===============================================================================
-``graphs``          computation graphs of RNN / CNN / attention; BFS path lengths, sequential steps
-``receptive``       receptive fields of convolution stacks, layers needed to connect a distance
-``reachability``    which outputs depend on which inputs, measured by autograd
-``sequential``      matched-width backbones and their forward time as the sequence grows
-``gradients``       gradient norms along the path: spectral radius, forget gates, truncated BPTT
-``positional``      sinusoidal positional encoding and its offset property
-``tasks``           synthetic copy and bracket tasks with a controlled dependency distance
-``models``          one factory for RNN / LSTM / GRU / dilated CNN / Transformer classifiers
-``train``           one seeded training loop for every family
-``flops``           closed-form FLOPs and an exact FLOP counter for every family
-``memory``          attention's n² bytes, peak-memory measurement, the out-of-memory guard
-``kvcache``         a small decoder with an explicit KV cache; cache bytes and per-token FLOPs
-``roofline``        measured compute and bandwidth roofs; arithmetic intensity
-``efficient``       local (blocked) attention, downsample-then-attend, gradient checkpointing
-``choose``          both axes at once: profile each family on a workload and rank under budgets
-``attention``       naive, SDPA and masked (causal, local) self-attention
-``conv``            1-D convolution stacks: centred, causal, dilated
-``parameters``      closed-form parameter counts of the layers
-``timing``          robust wall-clock timing (CPU and CUDA)
-``plotting``        log-log plots with fitted slopes, shared colours
-``env``             which device runs the notebook; CPU vs GPU sweep sizes; reference data
-``validate``        argument checks that raise clear ``ValueError`` messages
-``report``          numbers for the prose: myst-nb glue on the site, a table in Jupyter and Colab
-``torch_support``   the oldest torch the package supports, and self-checks of the torch internals it uses
-``measure``         one import point for every *measurement* helper
-``complexity``      one import point for every *closed-form cost* formula
-==================  ===============================================================================
+==================  ==========================================================================  ==========
+module              concept                                                                     chapters
+==================  ==========================================================================  ==========
+``complexity``      closed forms: FLOPs, bytes (n² weights, KV cache), parameters, roofline     O, II, III
+``measure``         measurements: autograd reachability and gradients, FLOP counter, peak
+                    memory and the OOM guard, timing, the device's two roofs                    all
+``blocks``          one multi-head attention (full/causal/local, KV cache), one Transformer
+                    block (pre/post-norm), the KV cache, the recurrent-layer factory            I, II, III
+``models``          matched classifiers of the five families; a small decoder and ``generate``  I.6, II.4
+``graphs``          computation graphs of RNN / CNN / attention; path lengths, sequential steps O, I, II.5
+``receptive``       receptive fields, layers needed to connect a distance (closed forms)        I.1–2, III
+``conv``            1-D convolution stacks: centred, causal, dilated                            O, I, II.1
+``attention``       attention as functions: naive, SDPA backends, causal and local masks        I.5, II
+``efficient``       blocked local attention, downsample-then-attend, gradient checkpointing     II.5
+``gradients``       models for the gradient chapter: exact spectral radius, forget-gate bias    I.4
+``positional``      sinusoidal positional encoding and its offset property                      I.4–5
+``sequential``      forward time vs n of matched backbones; serial vs batched steps             I.3
+``tasks``           synthetic copy and bracket tasks with a controlled dependency distance      I.6
+``train``           one seeded training loop; the learnability lab                              I.6
+``choose``          both axes at once: profile each family on a workload and rank it            III.1
+``env``             the device: description, CPU vs GPU sweep sizes, reference data             all
+``plotting``        log-log plots with fitted slopes, shared colours                            I, II, III
+``report``          numbers for the prose: glue on the site, a table in Jupyter and Colab       all
+``validate``        argument checks that raise a ``ValueError`` saying what to change           —
+``torch_support``   the oldest supported torch; self-checks of the torch internals used         II.2, II.4
+==================  ==========================================================================  ==========
+
+Conventions: shape arguments in the order ``batch, heads, n, head_dim, layers``; byte counts take
+``bytes_per_element`` (2 by default: FP16/BF16); units in names (``_bytes``, ``_flops``, ``_s``); new
+parameters keyword-only. Paths of version 0.1 (``utils.memory``, ``utils.flops``, …) still work for one
+release and warn (:mod:`utils._moved`).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # An older torch than the package supports fails here, with the version it needs, instead of giving a
 # wrong number later (Colab brings its own preinstalled torch).
 from utils.torch_support import require_torch as _require_torch  # noqa: E402
 
 _require_torch()
+
+# Version 0.1 import paths (utils.memory, utils.flops, …) keep working for one release, with a warning.
+from utils._moved import install as _install_moved  # noqa: E402
+
+_install_moved()

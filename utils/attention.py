@@ -20,10 +20,10 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from utils import env as _env
+from utils._moved import module_getattr as _module_getattr
 from utils.validate import check_choice, check_int, check_positive_int
 
 BACKENDS = {
@@ -134,53 +134,4 @@ def sdpa_attention(q, k, v, mask: torch.Tensor | None = None, backend: str | Non
         raise ValueError(reason) from None
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention on ``(batch, n, d_model)`` with a chosen mask and implementation.
-
-    ``mask``: ``"none"`` (full), ``"causal"``, or ``"local"`` (with ``radius``; ``causal=True`` for a
-    causal window). ``causal=True`` always gives a causal layer: with ``mask="none"`` it means
-    ``mask="causal"``. ``radius`` belongs to ``mask="local"`` only; with another mask it is an error
-    (it would be silently ignored). ``impl``: ``"naive"`` (scores materialised) or ``"sdpa"``.
-    """
-
-    def __init__(self, d_model: int, heads: int = 1, mask: str = "none", radius: int | None = None,
-                 causal: bool = False, impl: str = "sdpa", bias: bool = True):
-        super().__init__()
-        d_model = check_positive_int("d_model", d_model)
-        heads = check_positive_int("heads", heads)
-        if d_model % heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads}); change one of them.")
-        self.mask_kind = check_choice("mask", mask, {"none", "causal", "local"})
-        if not isinstance(causal, bool):
-            raise ValueError(f"causal must be True or False, got {causal!r}.")
-        if mask == "local":
-            if radius is None:
-                raise ValueError("mask='local' needs a radius, e.g. radius=2.")
-            radius = check_int("radius", radius, minimum=0, hint="radius 0 lets each position see only itself.")
-        elif radius is not None:
-            raise ValueError(f"radius={radius!r} only applies to mask='local' (got mask={mask!r}); "
-                             "pass mask='local' for a window, or drop radius.")
-        if causal and mask == "none":
-            self.mask_kind = "causal"  # causal=True must never give a layer that sees the future
-        self.radius, self.causal = radius, causal or mask == "causal"
-        self.impl = check_choice("impl", impl, {"naive", "sdpa"})
-        self.heads, self.head_dim = heads, d_model // heads
-        self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
-        self.out = nn.Linear(d_model, d_model, bias=bias)
-
-    def build_mask(self, n: int, device=None) -> torch.Tensor | None:
-        if self.mask_kind == "causal":
-            return causal_mask(n, device)
-        if self.mask_kind == "local":
-            return local_mask(n, self.radius, self.causal, device)
-        return None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        mask = self.build_mask(n, x.device)
-        if self.impl == "naive":
-            y = naive_attention(q, k, v, mask)
-        else:
-            y = sdpa_attention(q, k, v, mask)
-        return self.out(y.transpose(1, 2).reshape(b, n, d))
+__getattr__ = _module_getattr(__name__)  # names moved in 0.2 (utils._moved)

@@ -8,11 +8,11 @@ chapters check against measurements:
 
 * **path**: layers (or recurrent steps) a signal crosses to connect ``span`` positions —
   :func:`utils.receptive.layers_to_connect`, :func:`utils.receptive.dilated_layers_to_connect`,
-  :func:`utils.efficient.local_attention_layers`;
+  :func:`utils.complexity.local_attention_layers`;
 * **sequential steps** ``S`` of one forward pass over the ``n`` positions;
-* **FLOPs** of one forward pass of the whole stack — :mod:`utils.flops`;
+* **FLOPs** of one forward pass of the whole stack — :mod:`utils.complexity`;
 * **largest tensor**: the biggest ``n``-dependent tensor one layer holds — the ``B·h·n²`` attention
-  weights for materialised attention (:func:`utils.memory.attention_weights_bytes`), the banded scores
+  weights for materialised attention (:func:`utils.complexity.attention_weights_bytes`), the banded scores
   of local attention, ``B·n·d`` activations otherwise (also for FlashAttention-style kernels, which
   never store the ``n × n`` matrix).
 
@@ -24,9 +24,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from utils.efficient import local_attention_flops, local_attention_layers, local_attention_scores_numel
-from utils.flops import conv1d_flops, encoder_layer_flops, ffn_flops, projection_flops, recurrent_flops
-from utils.memory import attention_weights_bytes
+from utils.complexity import (
+    attention_weights_bytes,
+    conv1d_flops,
+    encoder_layer_flops,
+    ffn_flops,
+    local_attention_flops,
+    local_attention_layers,
+    local_attention_scores_numel,
+    projection_flops,
+    recurrent_flops,
+)
 from utils.receptive import dilated_layers_to_connect, layers_to_connect
 from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
 

@@ -5,7 +5,7 @@ Three ways to pay less than full attention's ``O(n²)``, each with its price on 
 
 * **Local attention** (:func:`blocked_local_attention`): query ``j`` attends only to keys with
   ``|j - i| <= r`` (or ``0 <= j - i <= r`` when causal) — the mask of :func:`utils.attention.local_mask`.
-  Applying that mask to the full score matrix (``SelfAttention(mask="local")``) gives the right numbers
+  Applying that mask to the full score matrix (``MultiHeadAttention(mask="local")``) gives the right numbers
   but still computes all ``n²`` scores; :func:`blocked_local_attention` computes only ``O(n·r)`` of them
   by cutting the queries into blocks and giving each block the slice of keys it can see. Price: a
   position at distance ``d`` is reached only after ``⌈d / r⌉`` stacked layers.
@@ -18,24 +18,27 @@ Three ways to pay less than full attention's ``O(n²)``, each with its price on 
   forward pass of time up. It changes neither FLOPs of the model's answer nor its path length.
 
 Tensors for the functional forms are ``(batch, heads, n, head_dim)``, as in :mod:`utils.attention`.
-FLOPs follow :mod:`utils.flops` (2 × multiply-accumulates of the matrix products).
+FLOPs follow :mod:`utils.complexity` (2 × multiply-accumulates of the matrix products).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint_sequential
 
-from utils.attention import SelfAttention, local_mask
+from utils._moved import module_getattr as _module_getattr
+from utils.attention import local_mask
+from utils.blocks import MultiHeadAttention
+from utils.complexity import blocked_local_attention_bytes as _blocked_local_attention_bytes
+from utils.complexity._local import _geometry
 from utils.validate import check_int, check_positive_int
 
 __all__ = [
-    "default_block_size", "blocked_local_attention", "blocked_local_attention_bytes", "local_attention_flops", "local_attention_pairs",
-    "local_attention_scores_numel", "local_attention_layers", "DownsampledAttention",
+    "blocked_local_attention", "DownsampledAttention",
     "downsampled_reachability", "layers_needed", "CheckpointedStack", "training_step",
 ]
 
@@ -44,40 +47,10 @@ __all__ = [
 # Local attention, blocked so that only O(n·r) scores are computed
 # --------------------------------------------------------------------------------------------------
 
-def default_block_size(radius: int) -> int:
-    """Query block size used when none is given: the radius (at least 1).
-
-    Each block of ``b`` queries reads ``b + 2r`` keys (``b + r`` when causal), of which each query uses
-    ``2r + 1``: with ``b = r`` a centred kernel computes ``3r`` scores per query for ``2r + 1`` useful
-    ones. Smaller blocks waste less but make more, smaller matrix products.
-    """
-    radius = check_int("radius", radius, minimum=0)
-    return max(1, radius)
 
 
-def _geometry(n: int, radius: int, causal: bool, block_size: int | None) -> tuple[int, int, int]:
-    """(block size b, number of blocks, keys per block)."""
-    n = check_positive_int("n", n)
-    radius = check_int("radius", radius, minimum=0, hint="radius 0 lets each position see only itself.")
-    b = default_block_size(radius) if block_size is None else check_positive_int("block_size", block_size)
-    blocks = -(-n // b)
-    keys = b + radius if causal else b + 2 * radius
-    return b, blocks, keys
 
 
-def blocked_local_attention_bytes(n: int, head_dim: int, radius: int, batch: int = 1, heads: int = 1, *,
-                                  causal: bool = False, block_size: int | None = None,
-                                  bytes_per_element: int = 4) -> int:
-    """Planned bytes of one :func:`blocked_local_attention` call beyond its inputs: three tensors of
-    :func:`local_attention_scores_numel` scores (scores, mask fill, weights), the padded and windowed
-    keys and values (up to ``keys/b`` times the inputs each) and the padded queries and the output."""
-    b, blocks, keys = _geometry(n, radius, causal, block_size)
-    batch, heads = check_positive_int("batch", batch), check_positive_int("heads", heads)
-    head_dim = check_positive_int("head_dim", head_dim)
-    scores = batch * heads * blocks * b * keys
-    windows = 2 * batch * heads * blocks * keys * head_dim
-    rows = 2 * batch * heads * blocks * b * head_dim
-    return (3 * scores + windows + rows) * check_positive_int("bytes_per_element", bytes_per_element)
 
 
 def blocked_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, radius: int, *,
@@ -93,7 +66,7 @@ def blocked_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
 
     ``q``, ``k``, ``v``: ``(..., n, head_dim)``, all the same shape. Guarded: a plan
     (:func:`blocked_local_attention_bytes`) of 64 MiB or more must fit in ``fraction`` of the free
-    memory of ``q``'s device (:func:`utils.memory.guard_large`; smaller calls are not checked, so that
+    memory of ``q``'s device (:func:`utils.measure.guard_large`; smaller calls are not checked, so that
     timing loops do not pay for reading the free memory).
     """
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -107,9 +80,9 @@ def blocked_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
     b, blocks, keys = _geometry(n, radius, causal, block_size)
     lead_numel = math.prod(lead)
     if lead_numel and dh and q.device.type in ("cpu", "cuda"):   # a meta tensor allocates nothing
-        from utils.memory import guard_large
+        from utils.measure import guard_large
 
-        guard_large(blocked_local_attention_bytes(n, dh, radius, lead_numel, causal=causal, block_size=block_size,
+        guard_large(_blocked_local_attention_bytes(n, dh, radius, lead_numel, causal=causal, block_size=block_size,
                                                   bytes_per_element=q.element_size()),
                     q.device, fraction, limit_bytes, what=f"blocked local attention at n={n}, radius={radius}")
     r = radius
@@ -136,58 +109,12 @@ def blocked_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
     return out.reshape(*lead, n_pad, dh)[..., :n, :]
 
 
-def local_attention_flops(n: int, d_model: int, radius: int, batch: int = 1, *, heads: int = 1,
-                          causal: bool = False, block_size: int | None = None) -> int:
-    """Exact FLOPs of :func:`blocked_local_attention` (the two matrix products, all heads).
-
-    ``⌈n / b⌉`` blocks of ``b`` queries each score ``K = b + 2r`` keys (``b + r`` causal) and mix as many
-    values: ``4 · B · ⌈n/b⌉ · b · K · d_model`` — linear in ``n`` for a fixed radius, against
-    ``4·B·n²·d_model`` for full attention (:func:`utils.flops.attention_flops`). ``heads`` only has to
-    divide ``d_model``: ``h`` heads of width ``d/h`` do the same products as one of width ``d``.
-    """
-    d_model, batch = check_positive_int("d_model", d_model), check_positive_int("batch", batch)
-    heads = check_positive_int("heads", heads)
-    if d_model % heads:
-        raise ValueError(f"heads={heads} must divide d_model={d_model}; pick a divisor of d_model.")
-    b, blocks, keys = _geometry(n, radius, causal, block_size)
-    return 4 * batch * blocks * b * keys * d_model
 
 
-def local_attention_scores_numel(n: int, radius: int, batch: int = 1, heads: int = 1, *,
-                                 causal: bool = False, block_size: int | None = None) -> int:
-    """Number of attention scores :func:`blocked_local_attention` materialises:
-    ``B · h · ⌈n/b⌉ · b · (b + 2r)`` (``b + r`` causal), against ``B · h · n²`` for full attention."""
-    batch, heads = check_positive_int("batch", batch), check_positive_int("heads", heads)
-    b, blocks, keys = _geometry(n, radius, causal, block_size)
-    return batch * heads * blocks * b * keys
 
 
-def local_attention_pairs(n: int, radius: int, causal: bool = False) -> int:
-    """How many (query, key) pairs the local mask allows: ``local_mask(n, radius, causal).sum()``.
-
-    Centred: ``n·(2r + 1) − r·(r + 1)`` while ``r < n`` (the ``r`` positions at each end see fewer keys),
-    ``n²`` once the window covers everything. Causal: ``n·(r + 1) − r·(r + 1)/2``, or ``n(n + 1)/2``.
-    This is the useful work; a blocked kernel computes :func:`local_attention_scores_numel` scores,
-    somewhat more, because a block's key slice must cover all of its queries' windows.
-    """
-    n = check_positive_int("n", n)
-    r = check_int("radius", radius, minimum=0)
-    if causal:
-        return n * (n + 1) // 2 if r >= n - 1 else n * (r + 1) - r * (r + 1) // 2
-    return n * n if r >= n - 1 else n * (2 * r + 1) - r * (r + 1)
 
 
-def local_attention_layers(distance: int, radius: int) -> int:
-    """Fewest stacked local-attention layers of radius ``r`` that carry information over ``distance``
-    positions: ``max(1, ⌈d / r⌉)`` (each layer moves it at most ``r`` positions; at distance 0 one layer
-    is still needed to compute anything). The same for a causal window looking back ``r`` positions."""
-    d = check_int("distance", distance, minimum=0)
-    r = check_int("radius", radius, minimum=0)
-    if r == 0:
-        if d == 0:
-            return 1
-        raise ValueError(f"radius 0 never reaches distance {d}: each position sees only itself.")
-    return max(1, -(-d // r))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,7 +125,7 @@ class DownsampledAttention(nn.Module):
     """Average-pool ``(B, n, d)`` by ``stride`` ``s``, run ``layers`` self-attention layers on the
     ``n / s`` pooled positions, then repeat each pooled output ``s`` times to get back to ``n``.
 
-    ``mask``/``radius``/``heads``/``impl`` are passed to :class:`utils.attention.SelfAttention`. The
+    ``mask``/``radius``/``heads``/``impl`` are passed to :class:`utils.attention.MultiHeadAttention`. The
     layers are stacked without residuals, so that every dependency comes from attention alone. ``n``
     must be a multiple of ``stride``.
     """
@@ -208,7 +135,7 @@ class DownsampledAttention(nn.Module):
         super().__init__()
         self.stride = check_positive_int("stride", stride)
         layers = check_positive_int("layers", layers)
-        self.layers = nn.ModuleList(SelfAttention(d_model, heads, mask=mask, radius=radius, impl=impl)
+        self.layers = nn.ModuleList(MultiHeadAttention(d_model, heads, mask=mask, radius=radius, impl=impl)
                                     for _ in range(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -226,7 +153,7 @@ class DownsampledAttention(nn.Module):
 
 def downsampled_reachability(n: int, stride: int, layers: int = 1, radius: int | None = None) -> torch.Tensor:
     """Predicted ``n × n`` dependency matrix of :class:`DownsampledAttention` (same orientation as
-    :func:`utils.reachability.reachability`: ``[j, i]`` True iff output ``j`` depends on input ``i``).
+    :func:`utils.measure.reachability`: ``[j, i]`` True iff output ``j`` depends on input ``i``).
 
     Output ``j`` reads pooled position ``⌊j/s⌋``; input ``i`` enters pooled position ``⌊i/s⌋``; ``L``
     full-attention layers connect every pooled pair, ``L`` local layers of radius ``r`` the pairs with
@@ -254,16 +181,16 @@ def layers_needed(make_layer: Callable[[], nn.Module], n: int, d_model: int, max
     ``-1`` if ``max_layers`` are not enough.
 
     Builds ``max_layers`` layers with ``make_layer()`` (seeded), then measures
-    :func:`utils.reachability.reachability` of the stacks of their first ``1, 2, …, max_layers`` layers.
+    :func:`utils.measure.reachability` of the stacks of their first ``1, 2, …, max_layers`` layers.
     For layers whose outputs always depend on their own position (local attention includes the key
     ``i = j``), reach can only grow with depth; the result is the measured counterpart of
     :func:`utils.graphs.hops_matrix` on the layer's graph.
     """
-    from utils.reachability import reachability
+    from utils.measure import reachability
 
     if not callable(make_layer):
         raise ValueError("make_layer must be a callable returning a fresh nn.Module, e.g. "
-                         "lambda: SelfAttention(8, mask='local', radius=2).")
+                         "lambda: MultiHeadAttention(8, mask='local', radius=2).")
     n, d_model = check_positive_int("n", n), check_positive_int("d_model", d_model)
     max_layers = check_positive_int("max_layers", max_layers)
     with torch.random.fork_rng(devices=[]):  # seed the layers without touching the caller's random state
@@ -312,8 +239,8 @@ class CheckpointedStack(nn.Module):
 
 def training_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     """A no-argument function that runs one forward and backward pass of ``model`` on ``x`` (loss: the
-    mean square of the output) — what :func:`utils.memory.peak_memory` and
-    :func:`utils.timing.time_call` take.
+    mean square of the output) — what :func:`utils.measure.peak_memory` and
+    :func:`utils.measure.time_call` take.
 
     The gradients are set to ``None`` before *and after* the pass, so every call starts from the same
     state: otherwise freeing gradients left by an earlier call would lower a peak-memory measurement
@@ -331,3 +258,6 @@ def training_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
         model.zero_grad(set_to_none=True)
 
     return step
+
+
+__getattr__ = _module_getattr(__name__)  # names moved in 0.2 (utils._moved)

@@ -54,7 +54,7 @@ def sweep(cpu, gpu, device: torch.device | str | None = None):
     """Pick the sweep for this device: ``gpu`` on CUDA, ``cpu`` otherwise.
 
     The GPU sweep is a list of *candidates*: cut it to what fits this GPU's free memory with
-    :func:`utils.memory.sweep_that_fits` (a T4 has 15 GiB, an H200 141 GB).
+    :func:`utils.measure.sweep_that_fits` (a T4 has 15 GiB, an H200 141 GB).
     """
     return gpu if on_gpu(device) else cpu
 
@@ -102,7 +102,7 @@ def default_dtype(device=None) -> torch.dtype:
 
 
 def _is_allocation_failure(exc: BaseException) -> bool:
-    from utils.memory import is_allocation_failure
+    from utils.measure import is_allocation_failure
 
     return is_allocation_failure(exc)
 
@@ -187,7 +187,9 @@ def _meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
 _CGROUP_V1_UNLIMITED = 2**60
 
 
-def cpu_memory_bytes(cgroup_root: str = "/sys/fs/cgroup", meminfo: str = "/proc/meminfo") -> tuple[int | None, int | None]:
+def cpu_memory_bytes(
+    cgroup_root: str = "/sys/fs/cgroup", meminfo: str = "/proc/meminfo"
+) -> tuple[int | None, int | None]:
     """``(total, free)`` bytes of CPU memory this process may use; ``None`` where nothing says.
 
     Free is the smallest of: cgroup v2 ``memory.max - memory.current``; cgroup v1

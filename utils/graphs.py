@@ -25,7 +25,7 @@ graph whose nodes are ``(layer, position)`` pairs:
 * **Local attention** with radius ``r``: query ``j`` sees keys ``|j - i| <= r``, or ``0 <= j - i <= r``
   when causal — exactly :func:`utils.attention.local_mask`.
 
-``reachability_matrix(graph)[j, i]`` has the orientation of :func:`utils.reachability.reachability`
+``reachability_matrix(graph)[j, i]`` has the orientation of :func:`utils.measure.reachability`
 (``True`` iff output ``j`` depends on input ``i``), so a graph can be compared with a measurement on
 a real module entry by entry.
 """
@@ -333,7 +333,7 @@ def hops_matrix(graph: SequenceGraph, inputs=None) -> torch.Tensor:
 def reachability_matrix(graph: SequenceGraph, inputs=None) -> torch.Tensor:
     """Boolean ``n × n``: ``[j, i]`` True iff output ``j`` depends on input ``i`` (a path exists).
 
-    Same orientation as :func:`utils.reachability.reachability`, which measures it on a real module.
+    Same orientation as :func:`utils.measure.reachability`, which measures it on a real module.
     With ``inputs``, only those columns (``[j, s]`` for input ``inputs[s]``)."""
     return path_length_matrix(graph, inputs) >= 0
 

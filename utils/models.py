@@ -14,8 +14,13 @@ and only the backbone differs (``d`` is the family's width, picked so that the p
   ``2^(L-1)``, with ``L = ceil(log2 n)`` layers so that the receptive field ``2^L`` covers all ``n``
   positions (path length ``L``).
 * ``"transformer"``: sinusoidal positions (:func:`utils.positional.sinusoidal`) added to the embedding,
-  ``layers`` pre-norm blocks of causal :class:`utils.attention.SelfAttention` and a feed-forward layer,
-  each with a residual connection, then a LayerNorm (path length 1 per layer).
+  ``layers`` pre-norm causal :class:`utils.blocks.TransformerBlock` s, then a LayerNorm (path length 1 per
+  layer).
+
+:class:`TinyDecoder` is the course's small decoder-only Transformer (the same blocks, causal, with a
+:class:`utils.blocks.KVCache`); :func:`generate` decodes greedily with or without the cache,
+:func:`decode_step` prepares one decoding step to time or count, and :func:`decode_step_bytes` is the
+bytes that step must read.
 
 :func:`width_for_budget` picks each family's width so that its parameter count is as close as possible to
 a target; :func:`matched_models` builds all families at one budget and checks they agree within ±10 %.
@@ -28,20 +33,23 @@ import math
 import torch
 from torch import nn
 
-from utils.attention import SelfAttention, naive_attention
+from utils._moved import module_getattr as _module_getattr
+from utils.attention import naive_attention
+from utils.blocks import RECURRENT as _RECURRENT, KVCache, TransformerBlock, recurrent_layer
+from utils.complexity import bytes_per_element  # noqa: F401  (used by the decoder's guard)
 from utils.conv import ConvStack
-from utils.gradients import set_forget_gate_bias
-from utils.parameters import count_parameters
+from utils.measure import count_parameters as _count_parameters, guard_attention
 from utils.positional import sinusoidal
 from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
 
 __all__ = [
-    "FAMILIES", "RECURRENT", "count_parameters", "make_model", "width_for_budget", "matched_models",
-    "RecurrentClassifier", "ConvClassifier", "TransformerClassifier", "cnn_layers_for", "lstm_forget_gates",
+    "FAMILIES", "make_model", "width_for_budget", "matched_models", "RecurrentClassifier", "ConvClassifier",
+    "TransformerClassifier", "cnn_layers_for", "lstm_forget_gates",
+    "TinyDecoder", "generate", "decode_step", "decode_step_bytes",
 ]
 
+#: The five families the course compares (recurrent layers: :data:`utils.blocks.RECURRENT`).
 FAMILIES = ("rnn", "lstm", "gru", "cnn", "transformer")
-RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def cnn_layers_for(n: int, kernel_size: int = 2) -> int:
@@ -82,8 +90,8 @@ class RecurrentClassifier(_Classifier):
 
     def __init__(self, family: str, vocab_size: int, num_classes: int, d_model: int):
         super().__init__(vocab_size, num_classes, d_model)
-        self.family = check_choice("family", family, RECURRENT)
-        self.rnn = RECURRENT[family](d_model, d_model, batch_first=True)
+        self.family = check_choice("family", family, _RECURRENT)
+        self.rnn = recurrent_layer(family, d_model)
 
     def forward(self, tokens: torch.Tensor, tbptt: int | None = None) -> torch.Tensor:
         self._check_tokens(tokens)
@@ -130,18 +138,6 @@ class ConvClassifier(_Classifier):
         return self.readout(torch.tanh(self.conv(self.embed(tokens)))[:, -1])
 
 
-class _Block(nn.Module):
-    def __init__(self, d_model: int, heads: int, d_ff: int):
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = SelfAttention(d_model, heads, mask="causal")
-        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.ff(self.norm2(x))
-
-
 class TransformerClassifier(_Classifier):
     """Embedding + sinusoidal PE -> ``layers`` pre-norm causal attention blocks -> LayerNorm -> readout."""
 
@@ -151,7 +147,8 @@ class TransformerClassifier(_Classifier):
                  ff_mult: int = 2):
         super().__init__(vocab_size, num_classes, d_model)
         self.layers = check_positive_int("layers", layers)
-        self.blocks = nn.ModuleList(_Block(d_model, heads, ff_mult * d_model) for _ in range(layers))
+        self.blocks = nn.ModuleList(TransformerBlock(d_model, heads, ff_mult * d_model, mask="causal")
+                                    for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, tokens: torch.Tensor, tbptt: int | None = None) -> torch.Tensor:
@@ -186,7 +183,7 @@ class TransformerClassifier(_Classifier):
 
 
 def _build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult, kernel_size):
-    if family in RECURRENT:
+    if family in _RECURRENT:
         return RecurrentClassifier(family, vocab_size, num_classes, d_model)
     if family == "cnn":
         if n is None:
@@ -218,7 +215,7 @@ def _width_step(family: str, heads: int) -> int:
 
 def _count(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult, kernel_size) -> int:
     with torch.device("meta"):
-        return count_parameters(_build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult,
+        return _count_parameters(_build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult,
                                        kernel_size))
 
 
@@ -285,6 +282,8 @@ def make_model(family: str, vocab_size: int, num_classes: int, d_model: int | No
             torch.manual_seed(seed)
             model = _build(family, vocab_size, num_classes, d_model, n, layers, heads, ff_mult, kernel_size)
     if forget_bias is not None:
+        from utils.gradients import set_forget_gate_bias
+
         set_forget_gate_bias(model.rnn, forget_bias)
     return model
 
@@ -330,8 +329,189 @@ def matched_models(param_budget: int, vocab_size: int, num_classes: int, n: int,
     models = {}
     for family in families:
         model = make_model(family, vocab_size, num_classes, param_budget=param_budget, n=n, seed=seed, **kwargs)
-        got = count_parameters(model)
+        got = _count_parameters(model)
         if abs(got - param_budget) > tolerance * param_budget:
             raise ValueError(f"{family}: {got} parameters, not within {tolerance:.0%} of {param_budget}.")
         models[family] = model
     return models
+
+
+# --------------------------------------------------------------------------------------------------
+# A small decoder with a KV cache
+# --------------------------------------------------------------------------------------------------
+
+class TinyDecoder(nn.Module):
+    """A small decoder-only Transformer: token + learned position embeddings, ``layers`` blocks, LM head.
+
+    ``forward(tokens, cache=None, start=0, last_only=False)`` maps ``(batch, t)`` token ids at
+    positions ``start … start+t-1`` to logits ``(batch, t, vocab)`` (only the last position with
+    ``last_only``). With a ``cache`` the keys and values of these positions are written into it and
+    attention reads every cached position before them.
+    """
+
+    def __init__(self, vocab: int = 64, d_model: int = 64, heads: int = 4, layers: int = 2, d_ff: int = 256,
+                 max_len: int = 1024):
+        super().__init__()
+        self.vocab = check_positive_int("vocab", vocab)
+        self.d_model = check_positive_int("d_model", d_model)
+        self.d_ff = check_positive_int("d_ff", d_ff)
+        self.max_len = check_positive_int("max_len", max_len)
+        self.n_layers = check_positive_int("layers", layers)
+        self.tok = nn.Embedding(vocab, d_model)
+        self.pos = nn.Embedding(max_len, d_model)
+        self.blocks = nn.ModuleList(TransformerBlock(d_model, heads, d_ff, impl="naive", mask="causal")
+                                    for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+
+    @property
+    def heads(self) -> int:
+        return self.blocks[0].attn.heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.blocks[0].attn.head_dim
+
+    def new_cache(self, batch: int, capacity: int, fraction: float = 0.5, limit_bytes: int | None = None) -> KVCache:
+        """An empty :class:`KVCache` shaped for this model (its dtype and device)."""
+        p = self.head.weight
+        return KVCache(batch, self.heads, capacity, self.head_dim, layers=self.n_layers, dtype=p.dtype,
+                       device=p.device, fraction=fraction, limit_bytes=limit_bytes)
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, start: int = 0,
+                last_only: bool = False) -> torch.Tensor:
+        b, t = tokens.shape
+        if start + t > self.max_len:
+            raise ValueError(f"positions up to {start + t} exceed max_len={self.max_len}.")
+        positions = torch.arange(start, start + t, device=tokens.device)
+        x = self.tok(tokens) + self.pos(positions)
+        for i, block in enumerate(self.blocks):
+            x = block(x, cache, i, start)
+        if cache is not None:
+            cache.length = start + t
+        if last_only:
+            x = x[:, -1:]
+        return self.head(self.norm(x))
+
+
+def _check_prompt(model: TinyDecoder, prompt) -> torch.Tensor:
+    if not isinstance(model, TinyDecoder):
+        raise ValueError(f"model must be a TinyDecoder, got {type(model).__name__}.")
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.dtype != torch.long \
+            or prompt.shape[0] < 1 or prompt.shape[1] < 1:
+        raise ValueError("prompt must be a (batch, t) tensor of token ids (torch.long) with batch, t >= 1, "
+                         f"got {getattr(prompt, 'shape', prompt)!r}.")
+    if int(prompt.min()) < 0 or int(prompt.max()) >= model.vocab:
+        raise ValueError(f"prompt token ids must lie in [0, {model.vocab}).")
+    return prompt
+
+
+@torch.no_grad()
+def generate(model: TinyDecoder, prompt: torch.Tensor, new_tokens: int, use_cache: bool = True,
+             return_cache: bool = False, fraction: float = 0.5, limit_bytes: int | None = None):
+    """Greedy decoding of ``new_tokens`` tokens after ``prompt`` (``(batch, t0)`` token ids).
+
+    ``use_cache=True``: the prompt is run once (prefill) and written into a :class:`KVCache` of
+    capacity ``t0 + new_tokens``; every later step feeds only the newest token. ``use_cache=False``:
+    every step runs the model on all tokens so far. Both return the same ``(batch, t0 + new_tokens)``
+    tokens. With ``return_cache`` (and ``use_cache``) the cache is returned too. The planned memory is
+    checked by the guard before anything is allocated. A prompt on another device than the model is
+    moved to the model's device; the tokens are returned there.
+    """
+    prompt = _check_prompt(model, prompt).to(model.head.weight.device)
+    new_tokens = check_positive_int("new_tokens", new_tokens)
+    if not isinstance(use_cache, bool):
+        raise ValueError(f"use_cache must be True or False, got {use_cache!r}.")
+    b, t0 = prompt.shape
+    total = t0 + new_tokens
+    if total > model.max_len:
+        raise ValueError(f"prompt ({t0}) + new_tokens ({new_tokens}) = {total} exceeds the model's "
+                         f"max_len={model.max_len}.")
+    bpe = model.head.weight.element_size()
+    device = model.head.weight.device
+    guard_attention(b, model.heads, total if not use_cache else t0, model.head_dim, device, bpe, 3,
+                    fraction, limit_bytes)
+    tokens = prompt
+    if use_cache:
+        cache = model.new_cache(b, total, fraction, limit_bytes)
+        logits = model(prompt, cache, 0, last_only=True)
+        for step in range(new_tokens):
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+            tokens = torch.cat([tokens, nxt], dim=1)
+            if step + 1 < new_tokens:
+                logits = model(nxt, cache, t0 + step)
+        return (tokens, cache) if return_cache else tokens
+    for _ in range(new_tokens):
+        logits = model(tokens, last_only=True)
+        tokens = torch.cat([tokens, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return tokens
+
+
+def decode_step(model: TinyDecoder, context: int, use_cache: bool, batch: int = 1, seed: int = 0, *,
+                fraction: float = 0.5, limit_bytes: int | None = None):
+    """A zero-argument callable that runs *one* decoding step at ``context`` tokens (to time or count).
+
+    With the cache, a cache holding ``context - 1`` earlier positions is prepared first (not part of
+    the step); the step feeds the newest token at position ``context - 1``. Without it, the step runs
+    the model on all ``context`` tokens. Either way only the last position's logits are produced.
+    Each call of the cached step first sets ``cache.length`` back to ``context - 1``, so the step can
+    be run (timed) many times. The memory guard uses the caller's ``fraction`` and ``limit_bytes``.
+    Returns ``step`` with ``step.cache`` (or ``None``) attached.
+    """
+    if not isinstance(model, TinyDecoder):
+        raise ValueError(f"model must be a TinyDecoder, got {type(model).__name__}.")
+    context = check_positive_int("context", context)
+    batch = check_positive_int("batch", batch)
+    if context > model.max_len:
+        raise ValueError(f"context={context} exceeds the model's max_len={model.max_len}.")
+    check_int("seed", seed)
+    device = model.head.weight.device
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, model.vocab, (batch, context), generator=g).to(device)
+    cache = None
+    if use_cache:
+        cache = model.new_cache(batch, context, fraction, limit_bytes)
+        if context > 1:
+            with torch.no_grad():
+                model(tokens[:, :-1], cache, 0)
+        newest = tokens[:, -1:]
+
+        def step():
+            cache.length = context - 1
+            with torch.no_grad():
+                return model(newest, cache, context - 1)
+    else:
+        guard_attention(batch, model.heads, context, model.head_dim, device,
+                        model.head.weight.element_size(), 3, fraction, limit_bytes)
+
+        def step():
+            with torch.no_grad():
+                return model(tokens, last_only=True)
+    step.cache = cache
+    return step
+
+
+def decode_step_bytes(model: TinyDecoder, context: int, batch: int = 1) -> int:
+    """Bytes a cached decoding step must read from memory at ``context`` tokens: weights plus KV cache.
+
+    Every weight matrix and vector of the blocks, the final norm and the LM head is read once per step
+    (shared by the ``batch`` sequences); of the two embedding tables only one row each per sequence;
+    and every layer reads the keys and values of all ``context`` positions of every sequence,
+    ``2 · layers · batch · context · d_model`` elements. Activations (a few vectors of width ``d``) are
+    left out. Divided by the step's time this is the bandwidth a decoder achieves; the step's FLOPs
+    (:func:`decode_step_flops`) divided by it is its arithmetic intensity, about
+    ``2 · batch / bytes_per_element`` FLOP/byte when the weights dominate.
+    """
+    if not isinstance(model, TinyDecoder):
+        raise ValueError(f"model must be a TinyDecoder, got {type(model).__name__}.")
+    context = check_positive_int("context", context)
+    batch = check_positive_int("batch", batch)
+    bpe = model.head.weight.element_size()
+    embeddings = {id(model.tok.weight), id(model.pos.weight)}
+    weights = sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
+    rows = 2 * batch * model.d_model
+    kv = 2 * model.n_layers * batch * context * model.d_model
+    return (weights + rows + kv) * bpe
+
+
+__getattr__ = _module_getattr(__name__)  # names moved in 0.2 (utils._moved)

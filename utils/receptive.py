@@ -17,17 +17,12 @@ of one output with respect to every input position (:func:`input_gradient_profil
 
 from __future__ import annotations
 
-import copy
-
-import torch
-from torch import nn
-
+from utils._moved import module_getattr as _module_getattr
 from utils.conv import check_conv_args
 from utils.validate import check_int, check_positive_int
 
 __all__ = [
     "receptive_field", "reach", "layers_to_connect", "doubling_dilations", "dilated_layers_to_connect",
-    "input_gradient_profile", "profile_width",
 ]
 
 
@@ -95,46 +90,4 @@ def dilated_layers_to_connect(distance: int, kernel_size: int, growth: int = 2, 
     return layers
 
 
-def input_gradient_profile(fn, n: int, d_model: int, position: int | None = None, *, seed: int = 0,
-                           dtype: torch.dtype = torch.float64, squared: bool = True) -> torch.Tensor:
-    """Squared input gradient of one output position, per input position (length ``n``).
-
-    ``profile[i] = Σ_c (∂ s / ∂ x[i, c])²`` with ``s = Σ_c y[position, c]`` (the output's channels summed,
-    as in Luo et al. 2016) for a random input; with ``squared=False``, ``Σ_c |∂ s / ∂ x[i, c]|`` instead
-    (use it to test *whether* output ``position`` depends on input ``i`` through a very deep stack, where
-    a tiny gradient squared could underflow even float64). ``fn`` maps ``(1, n, d_model)`` to ``(1, n, d_out)``; an
-    ``nn.Module`` is copied in eval mode at ``dtype``. Average it over several random initialisations to
-    estimate the effective receptive field. ``position`` defaults to the centre ``n // 2``. The input
-    is made on the CPU and moved to the module's device; the profile is returned on the CPU.
-    """
-    n = check_positive_int("n", n)
-    d_model = check_positive_int("d_model", d_model)
-    position = n // 2 if position is None else check_int("position", position, minimum=0)
-    if position >= n:
-        raise ValueError(f"position {position} is outside 0…{n - 1}.")
-    from utils.env import module_device
-
-    device = module_device(fn)
-    if isinstance(fn, nn.Module):
-        fn = copy.deepcopy(fn).to(dtype).eval()
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, n, d_model, generator=gen, dtype=dtype).to(device).requires_grad_(True)
-    y = fn(x)
-    if isinstance(y, tuple):
-        y = y[0]
-    if y.dim() != 3 or y.shape[:2] != (1, n):
-        raise ValueError(f"fn must map (1, n, d) to (1, n, d_out); got output of shape {tuple(y.shape)}.")
-    (grad,) = torch.autograd.grad(y[0, position].sum(), x)
-    grad = grad[0].detach()
-    return (grad.pow(2).sum(dim=-1) if squared else grad.abs().sum(dim=-1)).cpu()
-
-
-def profile_width(profile) -> float:
-    """Standard deviation (in positions) of a non-negative profile read as a distribution over positions."""
-    p = torch.as_tensor(profile, dtype=torch.float64).flatten()
-    if p.numel() == 0 or bool((p < 0).any()) or not float(p.sum()) > 0:
-        raise ValueError("profile must be non-negative with a positive sum (e.g. squared gradients).")
-    p = p / p.sum()
-    pos = torch.arange(p.numel(), dtype=torch.float64)
-    mean = (p * pos).sum()
-    return float(((p * (pos - mean) ** 2).sum()).sqrt())
+__getattr__ = _module_getattr(__name__)  # names moved in 0.2 (utils._moved)

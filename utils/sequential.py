@@ -19,13 +19,13 @@ import functools
 import torch
 from torch import nn
 
+from utils._moved import module_getattr as _module_getattr
+from utils.blocks import RECURRENT as _RECURRENT, TransformerBlock, recurrent_layer
 from utils.conv import ConvStack
 from utils.env import hardware, on_gpu, pick_device, sweep
-from utils.timing import Timing, time_call, time_forward_vs_n
+from utils.measure import Timing, time_call, time_forward_vs_n
+from utils.models import FAMILIES
 from utils.validate import check_choice, check_int, check_positive_float, check_positive_int
-
-FAMILIES = ("rnn", "lstm", "gru", "cnn", "transformer")
-RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 #: Default sweep: small enough for a 2-core laptop in seconds, larger on a GPU (see :func:`utils.env.sweep`).
 #: The GPU list holds candidates: :func:`default_sweep` keeps those that fit the GPU's free memory.
@@ -41,7 +41,7 @@ def forward_plan_bytes(n: int, *, batch: int = 2, d_model: int = 64, heads: int 
     """Planned bytes of one forward of the widest backbone at length ``n``: one ``(batch, heads, n, n)``
     attention-weight tensor (in case the encoder's attention materialises it; the fused kernels do
     not) plus ten ``(batch, n, max(d_model, d_ff))`` activations."""
-    from utils.memory import attention_weights_bytes
+    from utils.complexity import attention_weights_bytes
 
     d_ff = 4 * d_model if d_ff is None else d_ff
     return (attention_weights_bytes(batch, heads, n, bytes_per_element)
@@ -72,26 +72,23 @@ def make_backbone(family: str, d_model: int, *, layers: int = 1, kernel_size: in
     * ``"rnn"``, ``"lstm"``, ``"gru"``: one ``batch_first`` recurrent layer, hidden size ``d_model``
       (``layers`` must be 1: a stacked recurrent layer has more than ``n`` steps in practice);
     * ``"cnn"``: :class:`utils.conv.ConvStack` of ``layers`` causal convolutions of ``kernel_size``;
-    * ``"transformer"``: ``layers`` ``nn.TransformerEncoderLayer`` (``heads`` heads, feed-forward width
-      ``d_ff``, default ``4 * d_model``, dropout 0, ``batch_first=True``) in an ``nn.Sequential``.
+    * ``"transformer"``: ``layers`` post-norm :class:`utils.blocks.TransformerBlock` s (``heads`` heads,
+      feed-forward width ``d_ff``, default ``4 * d_model``, ReLU, SDPA attention — the layout of
+      ``nn.TransformerEncoderLayer``) in an ``nn.Sequential``.
     """
     check_choice("family", family, set(FAMILIES))
     d_model = check_positive_int("d_model", d_model)
     layers = check_positive_int("layers", layers)
-    if family in RECURRENT:
+    if family in _RECURRENT:
         if layers != 1:
             raise ValueError(f"{family} backbones have one recurrent layer here, got layers={layers}; "
                              "time a stacked recurrent network with its own nn module instead.")
-        module = RECURRENT[family](d_model, d_model, batch_first=True)
+        module = recurrent_layer(family, d_model)
     elif family == "cnn":
         module = ConvStack(d_model, kernel_size, layers, padding="causal")
     else:
-        heads = check_positive_int("heads", heads)
-        if d_model % heads:
-            raise ValueError(f"d_model={d_model} is not divisible by heads={heads}; pick heads that divide it.")
-        d_ff = check_positive_int("d_ff", d_ff) if d_ff is not None else 4 * d_model
-        module = nn.Sequential(*(nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=d_ff, dropout=0.0,
-                                                            batch_first=True) for _ in range(layers)))
+        module = nn.Sequential(*(TransformerBlock(d_model, heads, d_ff, norm="post", activation="relu")
+                                 for _ in range(layers)))
     return Backbone(family, module).eval()
 
 
@@ -113,7 +110,7 @@ def sequential_steps_of(family: str, n: int, *, layers: int = 1, kernel_size: in
     check_choice("family", family, set(FAMILIES))
     n = check_positive_int("n", n)
     layers = check_positive_int("layers", layers)
-    if family in RECURRENT:
+    if family in _RECURRENT:
         return _graph_steps("rnn", n, 1, 0)
     return _graph_steps(family, n, layers, kernel_size if family == "cnn" else 0)
 
@@ -174,7 +171,7 @@ def forward_time_sweep(ns, *, d_model: int = 64, batch: int = 2, cnn_layers: int
     the device's free memory, checked before anything is built (:func:`default_sweep` sizes the GPU
     sweep so that it does).
     """
-    from utils.memory import check_fits
+    from utils.measure import check_fits
 
     device = torch.device(device) if device is not None else pick_device()
     d_model = check_positive_int("d_model", d_model)
@@ -205,7 +202,7 @@ def forward_time_sweep(ns, *, d_model: int = 64, batch: int = 2, cnn_layers: int
     for family, model in models.items():
         timings = time_forward_vs_n(model, ns, make_input, device=device, min_run_time=min_run_time,
                                     threads=threads)
-        record["steps"][family] = [n if family in RECURRENT else layers[family] for n in ns]
+        record["steps"][family] = [n if family in _RECURRENT else layers[family] for n in ns]
         record["median_s"][family] = [t.median for t in timings]
         record["iqr_s"][family] = [t.iqr for t in timings]
     return record
@@ -219,8 +216,8 @@ def serial_vs_batched(family: str = "rnn", n: int = 1024, *, d_model: int = 64, 
     first chains the ``n`` applications (S = n) while the second runs them as one batched step (S = 1).
     Returns ``(serial, batched)`` timings (on ``threads`` CPU threads, default: all torch threads).
     """
-    if family not in RECURRENT:
-        raise ValueError(f"family must be one of {sorted(RECURRENT)} (a recurrent layer), got {family!r}.")
+    if family not in _RECURRENT:
+        raise ValueError(f"family must be one of {sorted(_RECURRENT)} (a recurrent layer), got {family!r}.")
     n = check_positive_int("n", n)
     device = torch.device(device) if device is not None else pick_device()
     with _seeded(seed):
@@ -241,8 +238,8 @@ def serial_vs_batched(family: str = "rnn", n: int = 1024, *, d_model: int = 64, 
 def default_sweep(device=None, fraction: float = 0.5) -> dict:
     """The sweep sizes of the chapter: ``CPU_SWEEP`` on a CPU; on a GPU the lengths of ``GPU_SWEEP``
     whose :func:`forward_plan_bytes` fits in ``fraction`` of this GPU's free memory
-    (:func:`utils.memory.sweep_that_fits`): all of them on a 24 GB card and up, fewer on a T4."""
-    from utils.memory import sweep_that_fits
+    (:func:`utils.measure.sweep_that_fits`): all of them on a 24 GB card and up, fewer on a T4."""
+    from utils.measure import sweep_that_fits
 
     cfg = dict(sweep(cpu=CPU_SWEEP, gpu=GPU_SWEEP, device=device))
     if on_gpu(device):
@@ -291,3 +288,6 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+__getattr__ = _module_getattr(__name__)  # names moved in 0.2 (utils._moved)

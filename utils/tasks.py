@@ -140,7 +140,7 @@ def is_balanced(tokens) -> bool:
     return not stack
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _balanced_words(length: int) -> tuple[tuple[int, ...], ...]:
     return tuple(w for w in itertools.product(range(len(BRACKET_TOKENS)), repeat=length) if is_balanced(w))
 
@@ -192,7 +192,7 @@ def bracket_task(batch_size: int, n: int, d: int, *, d_max: int | None = None, g
     n, d = _check_distance(n, d, "bracket task")
     gen = as_generator(generator)
     if d_max is not None:
-        d_max = check_int("d_max", d_max, minimum=d, hint=f"d_max is the largest span drawn; use d <= d_max <= n-1.")
+        d_max = check_int("d_max", d_max, minimum=d, hint="d_max is the largest span drawn; use d <= d_max <= n-1.")
         _check_distance(n, d_max, "bracket task")
         spans = torch.randint(d, d_max + 1, (batch_size,), generator=gen)
         inputs = torch.empty(batch_size, n, dtype=torch.long)

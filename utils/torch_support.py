@@ -39,11 +39,11 @@ Private internals cannot be pinned by a version range, so each is **self-checked
 time the code relying on it runs, and a failure raises ``RuntimeError`` naming the torch version
 instead of letting a wrong number through:
 
-* :func:`check_flop_audit` — ``utils.flops``' override of ``FlopCounterMode._count_flops`` is really
+* :func:`check_flop_audit` — ``utils.measure.count_flops``' override of ``FlopCounterMode._count_flops`` is really
   called: a 2×3 @ 3×4 ``mm`` counts exactly ``2·2·3·4``, and ``aten.mv`` / an in-place ``addmm_``
   (no formula) land in the audited ``uncounted`` set — or are counted exactly, should a later torch
   learn a formula for them;
-* :func:`check_cpu_memory_reader` — ``utils.memory``'s Kineto reader reports a kept-alive 1 MiB canary
+* :func:`check_cpu_memory_reader` — ``utils.measure.peak_memory``'s Kineto reader reports a kept-alive 1 MiB canary
   allocation as at least 1 MiB, and raises if the profiler recorded no memory event at all.
 
 :func:`require_torch` (run at import, microseconds) refuses a torch older than :data:`MIN_TORCH`.
@@ -90,7 +90,7 @@ def require_torch(version: str | None = None) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# FLOP audit: utils.flops._AuditedFlopCounter overrides the private FlopCounterMode._count_flops
+# FLOP audit: utils.measure._flops._AuditedFlopCounter overrides the private FlopCounterMode._count_flops
 # --------------------------------------------------------------------------------------------------
 
 def check_flop_audit(counter_cls, context=contextlib.nullcontext) -> None:
@@ -122,7 +122,7 @@ def check_flop_audit(counter_cls, context=contextlib.nullcontext) -> None:
                 raise RuntimeError(
                     f"torch {version}: FlopCounterMode counted {total} FLOPs for {what}, expected exactly "
                     f"{exact} (2 x the multiply-accumulates): its convention or its mm formula changed, so "
-                    "every count of utils.flops would be off. " + _tested_hint())
+                    "every count of utils.measure.count_flops would be off. " + _tested_hint())
             continue
         if op in uncounted and total == 0:
             continue  # reported by the audit: count_flops raises instead of returning a low number
@@ -131,9 +131,11 @@ def check_flop_audit(counter_cls, context=contextlib.nullcontext) -> None:
         if op not in uncounted and total == 0:
             raise RuntimeError(
                 f"torch {version}: FlopCounterMode did not call the private FlopCounterMode._count_flops "
-                f"hook that utils.flops overrides ({what} was neither counted nor reported), so the audit "
+                f"hook that utils.measure.count_flops overrides ({what} was neither counted nor reported), so "
+                "the audit "
                 "that catches uncounted matrix kernels is off and count_flops could silently return a "
-                "count that is too low. The hook's name or call changed in this torch. " + _tested_hint())
+                "count that is too low. The hook's name or call changed in this torch. " + _tested_hint()
+            )
         raise RuntimeError(
             f"torch {version}: FlopCounterMode counted {total} FLOPs for {what} (expected 0 and an "
             f"audit report, or exactly {exact}); uncounted={sorted(uncounted)}. " + _tested_hint())
@@ -146,7 +148,7 @@ def ensure_flop_audit(counter_cls, context=contextlib.nullcontext) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# CPU peak memory: utils.memory reads Kineto's memory events (kineto_results.events(), nbytes(), …)
+# CPU peak memory: utils.measure.peak_memory reads Kineto's memory events (kineto_results.events(), nbytes(), …)
 # --------------------------------------------------------------------------------------------------
 
 CANARY_BYTES = 1 << 20
@@ -157,7 +159,7 @@ def check_cpu_memory_reader(trace) -> None:
     """Check a CPU memory-event reader on a canary allocation of :data:`CANARY_BYTES` kept alive.
 
     ``trace(fn)`` runs ``fn()`` under the profiler and returns the signed byte counts of the CPU
-    allocator's events in time order (``utils.memory._cpu_memory_trace``). Raises ``RuntimeError`` if
+    allocator's events in time order (``utils.measure._memory._cpu_memory_trace``). Raises ``RuntimeError`` if
     it records no event, or if the running sum never reaches the canary's size.
     """
     keep = []
@@ -166,7 +168,7 @@ def check_cpu_memory_reader(trace) -> None:
     if not deltas:
         raise RuntimeError(
             f"torch {version}: torch.autograd.profiler.profile(profile_memory=True) recorded no CPU "
-            f"memory event while a {CANARY_BYTES}-byte tensor was allocated, so utils.memory.peak_memory("
+            f"memory event while a {CANARY_BYTES}-byte tensor was allocated, so utils.measure.peak_memory("
             "..., 'cpu') would report 0 bytes. The profiler's Kineto event API (kineto_results.events(), "
             "'[memory]' events, nbytes(), device_type()) changed or is unavailable in this build. "
             + _tested_hint())
@@ -178,7 +180,7 @@ def check_cpu_memory_reader(trace) -> None:
         raise RuntimeError(
             f"torch {version}: the CPU memory reader saw a peak of {peak} bytes while a kept-alive "
             f"{CANARY_BYTES}-byte tensor was allocated ({len(deltas)} events): the profiler's memory "
-            "events changed meaning, so utils.memory.peak_memory(..., 'cpu') would be too low. "
+            "events changed meaning, so utils.measure.peak_memory(..., 'cpu') would be too low. "
             + _tested_hint())
 
 

@@ -26,7 +26,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from utils.models import FAMILIES, RECURRENT, count_parameters, make_model
+from utils.blocks import RECURRENT
+from utils.measure import count_parameters
+from utils.models import FAMILIES, make_model
 from utils.tasks import BRACKET_TOKENS, as_generator, bracket_task, copy_task, position_copy_task
 from utils.validate import check_int, check_positive_float, check_positive_int
 

@@ -1,21 +1,10 @@
-"""Parameter counts of the sequence layers, in closed form.
-
-Each function counts exactly what the PyTorch module of the same family holds (``sum(p.numel())``),
-biases included, so the formulas can be checked against real modules to the last parameter.
-
-* ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` layer: ``g · (d_in·h + h·h + 2h)`` with ``g`` = 1, 3, 4 gates
-  (PyTorch keeps two bias vectors, ``b_ih`` and ``b_hh``);
-* ``nn.Conv1d``: ``k · c_in · c_out + c_out``;
-* ``nn.Linear``: ``d_in · d_out + d_out``;
-* ``nn.TransformerEncoderLayer``: attention ``4d² + 4d``, feed-forward ``2·d·d_ff + d_ff + d``, two
-  LayerNorms ``4d``.
+"""Closed-form parameter counts of the sequence layers.
 """
 
 from __future__ import annotations
 
+from utils.complexity._flops import GATES
 from utils.validate import check_choice, check_int, check_positive_int
-
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 def recurrent_parameters(family: str, d_in: int, d_hidden: int, layers: int = 1, bias: bool = True) -> int:
@@ -56,8 +45,3 @@ def dense_vs_conv_parameters(height: int, width: int, c_in: int, c_out: int, ker
     c_in, c_out = check_positive_int("c_in", c_in), check_positive_int("c_out", c_out)
     k = check_positive_int("kernel_size", kernel_size)
     return hw * hw * c_in * c_out, k * k * c_in * c_out
-
-
-def count_parameters(module) -> int:
-    """``sum(p.numel())`` over a module's parameters: the measurement the formulas are checked against."""
-    return sum(p.numel() for p in module.parameters())
