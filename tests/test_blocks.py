@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from utils.blocks import KVCache, MultiHeadAttention, TransformerBlock, check_heads, recurrent_layer
+from utils.blocks import KVCache, MultiHeadAttention, TransformerBlock, recurrent_layer
 from utils.gradients import forget_gate_bias
 from utils.measure import reachability
+from utils.validate import check_heads
 
 
 def _copy_into_torch_layer(block: TransformerBlock, layer: nn.TransformerEncoderLayer) -> None:
@@ -74,7 +75,7 @@ def test_start_without_a_cache_is_refused():
     [
         (
             {"d_model": 10, "heads": 4},
-            r"d_model \(10\) must be divisible by heads \(4\); heads that divide it: \[1, 2, 5, 10\]",
+            r"d_model \(10\) must be divisible by heads \(4\): each head .* heads that divide it: \[1, 2, 5, 10\]",
         ),
         ({"d_model": 8, "heads": 0}, r"heads must be >= 1"),
         ({"d_model": 8, "heads": 2, "norm": "middle"}, r"norm must be one of"),

@@ -148,7 +148,7 @@ def test_checkpointed_stack_same_output_and_grads_less_memory():
             r"q, k, v must have the",
         ),
         (lambda: local_attention_flops(0, 8, 1), r"n must be >= 1, got"),
-        (lambda: local_attention_flops(8, 8, 1, heads=3), r"heads=3 must divide d_model=8; pick a"),
+        (lambda: local_attention_flops(8, 8, 1, heads=3), r"d_model \(8\) must be divisible by heads \(3\): each head"),
         (lambda: local_attention_pairs(8, -1), r"radius must be >= 0, got"),
         (lambda: local_attention_layers(5, 0), r"radius 0 never reaches distance 5:"),
         (lambda: local_attention_layers(-1, 2), r"distance must be >= 0, got"),

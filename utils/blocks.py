@@ -29,25 +29,14 @@ from torch import nn
 from utils.attention import causal_mask, local_mask, naive_attention, sdpa_attention
 from utils.complexity import bytes_per_element, kv_cache_bytes
 from utils.measure import check_fits
-from utils.validate import check_choice, check_int, check_positive_int
+from utils.validate import check_choice, check_heads, check_int, check_positive_int
 
-__all__ = ["MultiHeadAttention", "TransformerBlock", "KVCache", "RECURRENT", "recurrent_layer", "check_heads"]
+__all__ = ["MultiHeadAttention", "TransformerBlock", "KVCache", "RECURRENT", "recurrent_layer"]
 
 #: The three recurrent families and their PyTorch layers (``tanh`` RNN).
 RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
-
-
-def check_heads(d_model: int, heads: int) -> tuple[int, int]:
-    """``(d_model, heads)`` checked: both positive integers and ``heads`` divides ``d_model``."""
-    d_model = check_positive_int("d_model", d_model)
-    heads = check_positive_int("heads", heads, hint="heads is the number of attention heads, e.g. heads=1.")
-    if d_model % heads:
-        divisors = [h for h in range(1, min(d_model, 16) + 1) if d_model % h == 0]
-        raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads}); heads that divide it: "
-                         f"{divisors}.")
-    return d_model, heads
 
 
 class KVCache:

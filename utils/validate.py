@@ -52,3 +52,15 @@ def check_choice(name: str, value, choices) -> str:
     if not found:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}.")
     return value
+
+
+def check_heads(d_model, heads) -> tuple[int, int]:
+    """``(d_model, heads)`` checked: positive integers, and ``heads`` divides ``d_model`` (each head has
+    ``d_model / heads`` channels). The one check of the package for every attention width."""
+    d_model = check_positive_int("d_model", d_model)
+    heads = check_positive_int("heads", heads, hint="heads is the number of attention heads, e.g. heads=1.")
+    if d_model % heads:
+        divisors = [h for h in range(1, min(d_model, 16) + 1) if d_model % h == 0]
+        raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads}): each head has d_model/heads "
+                         f"channels; heads that divide it: {divisors}.")
+    return d_model, heads

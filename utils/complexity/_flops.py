@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from utils.complexity._local import _geometry
-from utils.validate import check_choice, check_int, check_positive_int
+from utils.validate import check_choice, check_heads, check_int, check_positive_int
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 """Weight blocks per recurrent step: ``nn.RNN`` 1, ``nn.GRU`` 3 (reset, update, new), ``nn.LSTM`` 4."""
@@ -105,14 +105,6 @@ def lstm_flops(n: int, d_in: int, d_hidden: int, batch: int = 1, layers: int = 1
     return recurrent_flops("lstm", n, d_in, d_hidden, batch, layers, bidirectional)
 
 
-def _check_heads(d_model: int, heads: int) -> int:
-    heads = check_positive_int("heads", heads)
-    if d_model % heads:
-        raise ValueError(f"heads={heads} must divide d_model={d_model} (each head has d_model/heads "
-                         "channels); pick a divisor of d_model.")
-    return heads
-
-
 def attention_flops(n: int, d_model: int, batch: int = 1, *, n_kv: int | None = None, heads: int = 1,
                     causal: bool = False) -> int:
     """FLOPs of the attention core ``softmax(QKᵀ/√d_k)·V`` over all heads: ``QKᵀ`` and ``A·V`` only.
@@ -129,7 +121,7 @@ def attention_flops(n: int, d_model: int, batch: int = 1, *, n_kv: int | None = 
     """
     n, batch = check_positive_int("n", n), check_positive_int("batch", batch)
     d = check_positive_int("d_model", d_model)
-    _check_heads(d, heads)
+    check_heads(d, heads)
     n_kv = n if n_kv is None else check_positive_int("n_kv", n_kv)
     if not causal:
         return 4 * batch * n * n_kv * d
@@ -170,7 +162,7 @@ def encoder_layer_flops(n: int, d_model: int, heads: int, d_ff: int, batch: int 
     :func:`attention_flops`).
     """
     d = check_positive_int("d_model", d_model)
-    _check_heads(d, heads)
+    check_heads(d, heads)
     return multihead_attention_flops(n, d, batch, heads=heads) + ffn_flops(n, d, d_ff, batch)
 
 
@@ -197,9 +189,7 @@ def local_attention_flops(n: int, d_model: int, radius: int, batch: int = 1, *, 
     divide ``d_model``: ``h`` heads of width ``d/h`` do the same products as one of width ``d``.
     """
     d_model, batch = check_positive_int("d_model", d_model), check_positive_int("batch", batch)
-    heads = check_positive_int("heads", heads)
-    if d_model % heads:
-        raise ValueError(f"heads={heads} must divide d_model={d_model}; pick a divisor of d_model.")
+    check_heads(d_model, heads)
     b, blocks, keys = _geometry(n, radius, causal, block_size)
     return 4 * batch * blocks * b * keys * d_model
 
