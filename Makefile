@@ -11,6 +11,12 @@ COLAB_STAMP := $(COLAB_VENV)/.installed
 # nbval workers: each notebook stays on one kernel (--dist loadscope)
 NBVAL_WORKERS ?= 2
 
+# Notebook outputs: nbstripout strips every output except in cells with keep_output: true (the checked
+# cells, # NBVAL_CHECK_OUTPUT), keeping their execution counts (nbval compares only counted cells) and
+# every cell id; .ci/notebook_outputs.py sets and checks the rules nbstripout cannot know.
+NOTEBOOKS = $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
+NBSTRIPOUT := $(VENV)/bin/nbstripout --keep-count --keep-id --extra-keys "metadata.toc metadata.varInspector"
+
 # The site, executed and built by Jupyter Book with warnings as errors.
 define build_site
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
@@ -53,7 +59,9 @@ test-lint: install
 	$(PY) -m ruff check utils tests .ci
 
 test-hygiene: install
-	$(PY) .ci/notebook_outputs.py verify
+	@echo "nbstripout --verify, notebook_outputs.py check: $(words $(NOTEBOOKS)) notebooks under book/"
+	@$(NBSTRIPOUT) --verify $(NOTEBOOKS) || { echo "Notebooks with outputs or metadata to strip: run make strip" >&2; exit 1; }
+	@$(PY) .ci/notebook_outputs.py check $(NOTEBOOKS)
 
 test-utils: install
 	$(PY) -m pytest tests -q -n $(NBVAL_WORKERS) --cov=utils --cov-report=term:skip-covered --cov-fail-under=90
@@ -84,10 +92,14 @@ test-gpu: install
 	@ls -1 utils/data/*.json
 
 strip: install
-	$(PY) .ci/notebook_outputs.py strip
+	$(PY) .ci/notebook_outputs.py mark $(NOTEBOOKS)
+	$(NBSTRIPOUT) $(NOTEBOOKS)
 
 outputs: install
+	@test -n "$(NB)" || { echo "usage: make outputs NB=book/.../chapter.ipynb" >&2; exit 2; }
 	$(PY) .ci/notebook_outputs.py store $(NB)
+	$(NBSTRIPOUT) $(NB)
+	$(PY) .ci/notebook_outputs.py check $(NB)
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

@@ -1,18 +1,23 @@
-"""Keep notebook outputs where they are tests, strip them everywhere else.
+"""The course's rules for stored notebook outputs, on top of nbstripout (which does the stripping).
 
-    python .ci/notebook_outputs.py strip  [NB ...]   strip every notebook under book/ (or the ones named)
-    python .ci/notebook_outputs.py verify [NB ...]   exit 1 if strip would change anything
-    python .ci/notebook_outputs.py store  NB ...     execute, then keep only the checked cells' outputs
+    python .ci/notebook_outputs.py mark  [NB ...]   set the metadata nbstripout goes by (``make strip``)
+    python .ci/notebook_outputs.py check [NB ...]   exit 1 if a notebook breaks a rule below (``make test``)
+    python .ci/notebook_outputs.py store NB ...     execute, then mark (``make outputs``; nbstripout follows)
 
-A cell whose source contains ``# NBVAL_CHECK_OUTPUT`` is a test: nbval compares its fresh output with
-the stored one, and skips the comparison when nothing is stored or the stored cell has no execution
-count. So a checked cell keeps its outputs, an execution count and ``keep_output: true``; every
-other cell is committed without outputs or counts, and volatile metadata is dropped.
+With no NB, every notebook under book/. A code cell whose source contains ``# NBVAL_CHECK_OUTPUT`` is a
+test: nbval compares its fresh output with the stored one, and skips the comparison when nothing is
+stored or the stored cell has no execution count. The rules:
+
+* a checked cell has ``keep_output: true`` in its metadata (so nbstripout keeps its outputs), stored
+  outputs and an execution count;
+* no other cell has ``keep_output``, outputs or an execution count.
+
+nbstripout runs with ``--keep-count`` (else it would drop the checked cells' counts), so ``mark`` also
+clears the counts of the other cells; the Makefile holds nbstripout's options.
 """
 
 from __future__ import annotations
 
-import copy
 import pathlib
 import sys
 
@@ -20,8 +25,6 @@ import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MARK = "NBVAL_CHECK_OUTPUT"
-VOLATILE_CELL_KEYS = ("execution", "collapsed", "scrolled", "ExecuteTime")
-VOLATILE_NB_KEYS = ("widgets", "signature", "toc", "varInspector")
 
 
 def all_notebooks() -> list[pathlib.Path]:
@@ -29,68 +32,92 @@ def all_notebooks() -> list[pathlib.Path]:
                   if ".ipynb_checkpoints" not in p.parts and "_build" not in p.parts)
 
 
-def clean(nb):
-    nb = copy.deepcopy(nb)
-    for key in VOLATILE_NB_KEYS:
-        nb.metadata.pop(key, None)
+def checked(cell) -> bool:
+    return cell.cell_type == "code" and MARK in cell.source
+
+
+def mark(nb) -> bool:
+    """Give checked cells ``keep_output: true`` and clear everyone else's; True if anything changed."""
+    before = nbformat.writes(nb)
     for cell in nb.cells:
-        for key in VOLATILE_CELL_KEYS:
-            cell.metadata.pop(key, None)
-        if cell.cell_type != "code":
-            continue
-        if MARK in cell.source and cell.outputs:
+        if checked(cell):
             cell.metadata["keep_output"] = True
-            cell.execution_count = cell.execution_count or 1
+            if cell.outputs and cell.execution_count is None:
+                cell.execution_count = 1
         else:
             cell.metadata.pop("keep_output", None)
-            cell.outputs = []
-            cell.execution_count = None
-    return nb
+            if cell.cell_type == "code":
+                cell.execution_count = None
+    return nbformat.writes(nb) != before
 
 
-def strip(paths, verify: bool) -> int:
-    dirty = []
-    for path in paths:
-        original = path.read_text(encoding="utf-8")
-        cleaned = nbformat.writes(clean(nbformat.reads(original, as_version=4))) + "\n"
-        if cleaned != original:
-            dirty.append(path)
-            if not verify:
-                path.write_text(cleaned, encoding="utf-8")
-    if verify and dirty:
-        print("Notebooks with outputs or metadata to strip (run `make strip`):", *dirty, sep="\n  ")
+def problems(nb) -> list[str]:
+    found = []
+    for number, cell in enumerate(nb.cells, 1):
+        where = f"cell {number} ({cell.get('id', 'no id')})"
+        if checked(cell):
+            if cell.metadata.get("keep_output") is not True:
+                found.append(f"{where}: checked cell without keep_output: true in its metadata")
+            if not cell.outputs:
+                found.append(f"{where}: checked cell with no stored output")
+            elif cell.execution_count is None:
+                found.append(f"{where}: checked cell with no execution count (nbval would not compare it)")
+        else:
+            if "keep_output" in cell.metadata or "keep_output" in cell.metadata.get("tags", []):
+                found.append(f"{where}: keep_output on a cell without # {MARK}")
+            if cell.get("outputs"):
+                found.append(f"{where}: stored output in a cell without # {MARK}")
+            if cell.get("execution_count") is not None:
+                found.append(f"{where}: execution count in a cell without # {MARK}")
+    if "keep_output" in nb.metadata:
+        found.append("notebook metadata has keep_output (nbstripout would keep every output)")
+    return found
+
+
+def store(path: pathlib.Path) -> int:
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    # coalesce_streams: one stored stream per cell, however the kernel flushed it (nbval compares them merged)
+    NotebookClient(nb, timeout=600, kernel_name="python3", coalesce_streams=True,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    cells = [c for c in nb.cells if checked(c)]
+    missing = [c for c in cells if not c.outputs]
+    mark(nb)
+    nbformat.write(nb, path)
+    print(f"{path}: stored the output of {len(cells) - len(missing)} checked cell(s)")
+    if missing:
+        print(f"  {len(missing)} checked cell(s) printed nothing: a checked cell must print its result")
         return 1
     return 0
 
 
-def store(paths) -> int:
-    from nbclient import NotebookClient
-
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-        checked = [c for c in nb.cells if c.cell_type == "code" and MARK in c.source]
-        missing = [c for c in checked if not c.outputs]
-        nbformat.write(clean(nb), path)
-        print(f"{path}: stored the output of {len(checked) - len(missing)} checked cell(s)")
-        if missing:
-            print(f"  {len(missing)} checked cell(s) printed nothing: a checked cell must print its result")
-            return 1
-    return 0
-
-
 def main(argv) -> int:
-    if not argv or argv[0] not in {"strip", "verify", "store"}:
+    if not argv or argv[0] not in {"mark", "check", "store"}:
         print(__doc__)
         return 2
     paths = [pathlib.Path(a).resolve() for a in argv[1:]] or all_notebooks()
     if not paths:
         print("no notebook under book/")
         return 1
-    if argv[0] == "store":
-        return store(paths)
-    return strip(paths, verify=argv[0] == "verify")
+    failed = 0
+    for path in paths:
+        if argv[0] == "store":
+            failed |= store(path)
+            continue
+        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        if argv[0] == "mark":
+            if mark(nb):
+                nbformat.write(nb, path)
+                print(f"{path}: metadata of checked cells set")
+        else:
+            found = problems(nb)
+            for problem in found:
+                print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {problem}")
+            failed |= bool(found)
+    if failed and argv[0] == "check":
+        print(f"Fix: `make strip`; a checked cell needs its output stored: `make outputs NB=...` (# {MARK})")
+    return failed
 
 
 if __name__ == "__main__":
