@@ -1,5 +1,5 @@
 # Two commands: `make book` builds the site, `make test` runs every test.
-# Both create .venv and install requirements.txt + the utils package on first use.
+# Both create .venv and install requirements.txt (at the versions of requirements.lock) + the utils package on first use.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,9 +7,22 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # A stand-in for a fresh Colab runtime (only Colab's preinstalled packages + the test runner): nbval runs there.
 COLAB_VENV := .venv-colab
+COLAB_PY := $(COLAB_VENV)/bin/python
 COLAB_STAMP := $(COLAB_VENV)/.installed
 # nbval workers: each notebook stays on one kernel (--dist loadscope)
 NBVAL_WORKERS ?= 2
+
+# Installing: uv installs everything (seconds, where pip takes minutes), at the versions of requirements.lock,
+# into both environments from one cache. torch alone is fetched by pip (pip download, into $(TORCH_DIR)),
+# because pip finds the CPU build this machine keeps on disk (pip.conf's find-links), where uv would
+# resolve torch on PyPI and download a CUDA build of several GB; uv then installs that wheel file.
+LOCK := requirements.lock
+UV := $(VENV)/bin/uv
+UV_INSTALL := $(UV) pip install -q
+TORCH_DIR := $(VENV)/torch-wheel
+# Nothing is byte-compiled ahead (uv's default): Python compiles what it imports, once, and caches it ...
+# so let it cache, or every test process and kernel would compile torch anew.
+unexport PYTHONDONTWRITEBYTECODE
 
 # Notebook outputs: nbstripout strips every output except in cells with keep_output: true (the checked
 # cells, # NBVAL_CHECK_OUTPUT), keeping their execution counts (nbval compares only counted cells) and
@@ -22,26 +35,50 @@ define build_site
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 endef
 
-.PHONY: help install book test test-lint test-utils test-hygiene test-notebooks test-book test-gpu strip outputs clean
+.PHONY: help install book test test-lint test-utils test-hygiene test-notebooks test-book test-gpu strip outputs lock clean
 
 help:
+	@echo "make install create .venv (requirements.txt at the versions of requirements.lock, utils editable)"
 	@echo "make book    build the static site into _build/html (sets everything up first)"
 	@echo "make test    run every test: notebook hygiene, utils unit tests, every chapter in a Colab-like environment (nbval), site build"
 	@echo "make strip   strip notebook outputs (checked cells keep theirs)"
 	@echo "make outputs NB=path.ipynb   re-execute a notebook and store its checked outputs"
+	@echo "make lock    re-pin requirements.lock to the newest releases requirements.txt allows"
 
-$(STAMP): requirements.txt pyproject.toml
+# .venv: pip installs uv and fetches the torch wheel, then uv installs that wheel, everything else, the package.
+$(VENV)/.bootstrap: $(LOCK) requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
-	@touch $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q --no-compile uv -c requirements.txt -c $(LOCK)
+	rm -rf $(TORCH_DIR)
+	$(PY) -m pip download --disable-pip-version-check -q --no-deps -d $(TORCH_DIR) torch -c requirements.txt -c $(LOCK)
+	@touch $@
+
+$(STAMP): $(VENV)/.bootstrap requirements.txt pyproject.toml
+	$(UV_INSTALL) --python $(PY) $(TORCH_DIR)/torch-*.whl -r requirements.txt -c $(LOCK)
+	$(UV_INSTALL) --python $(PY) --no-deps --no-build-isolation -e .
+	@touch $@
 
 install: $(STAMP)
 
-$(COLAB_STAMP): .ci/colab-requirements.txt
-	@test -x $(COLAB_VENV)/bin/python || $(PYTHON) -m venv $(COLAB_VENV)
-	$(COLAB_VENV)/bin/python -m pip install --disable-pip-version-check -q -r .ci/colab-requirements.txt
-	@touch $(COLAB_STAMP)
+# .venv-colab: created while .venv bootstraps, then filled by .venv's uv (the same torch wheel, from uv's cache).
+# The course package is installed later, from a clean copy, by .ci/colab_run.py.
+$(COLAB_VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(COLAB_VENV)
+
+$(COLAB_STAMP): $(COLAB_VENV)/pyvenv.cfg $(VENV)/.bootstrap .ci/colab-requirements.txt
+	$(UV_INSTALL) --python $(COLAB_PY) $(TORCH_DIR)/torch-*.whl -r .ci/colab-requirements.txt -c $(LOCK)
+	@touch $@
+
+# requirements.lock from a fresh environment built from requirements.txt (and the Colab pins) alone.
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && set -x && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --disable-pip-version-check -q --no-compile uv -c requirements.txt && \
+	"$$tmp/venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "$$tmp/wheel" torch \
+	  -c requirements.txt -c .ci/colab-requirements.txt && \
+	"$$tmp/venv/bin/uv" pip install -q --python "$$tmp/venv/bin/python" "$$tmp"/wheel/torch-*.whl \
+	  -r requirements.txt -c .ci/colab-requirements.txt && \
+	$(PYTHON) .ci/lock.py write "$$tmp/venv/bin/python"
 
 book: install
 	@$(PY) .ci/set_repository.py --check
@@ -49,9 +86,12 @@ book: install
 	@echo ""
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html in a browser."
 
-# The two notebook runs (nbval in the Colab-like environment, and the site build) each execute every notebook
-# once, one kernel at a time; they run side by side, one core each, with one torch thread per kernel.
-test: install test-hygiene test-lint test-utils
+# Both environments are installed side by side; then the quick checks; then the two notebook runs (nbval in
+# the Colab-like environment, and the site build) each execute every notebook once, one kernel at a time;
+# they run side by side, one core each, with one torch thread per kernel.
+test:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target $(STAMP) $(COLAB_STAMP)
+	@$(MAKE) --no-print-directory test-hygiene test-lint test-utils
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-book NBVAL_WORKERS=1
 	@echo "All tests passed."
 
@@ -59,6 +99,7 @@ test-lint: install
 	$(PY) -m ruff check utils tests .ci
 
 test-hygiene: install
+	$(PY) .ci/lock.py check
 	@echo "nbstripout --verify, notebook_outputs.py check: $(words $(NOTEBOOKS)) notebooks under book/"
 	@$(NBSTRIPOUT) --verify $(NOTEBOOKS) || { echo "Notebooks with outputs or metadata to strip: run make strip" >&2; exit 1; }
 	@$(PY) .ci/notebook_outputs.py check $(NOTEBOOKS)
