@@ -104,8 +104,9 @@ test-hygiene: install
 	@$(NBSTRIPOUT) --verify $(NOTEBOOKS) || { echo "Notebooks with outputs or metadata to strip: run make strip" >&2; exit 1; }
 	@$(PY) .ci/notebook_outputs.py check $(NOTEBOOKS)
 
+# One torch thread per xdist worker: two workers of two threads each on two cores run a third slower.
 test-utils: install
-	$(PY) -m pytest tests -q -n $(NBVAL_WORKERS) --cov=utils --cov-report=term:skip-covered --cov-fail-under=90
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests -q -n $(NBVAL_WORKERS) --cov=utils --cov-report=term:skip-covered --cov-fail-under=90
 
 # Every notebook of _toc.yml, each alone in an empty folder, in the Colab-like environment with the course
 # package installed non-editable from a clean copy; nbval checks the stored micro-trace outputs.
