@@ -25,7 +25,7 @@ TORCH_DIR := $(VENV)/torch-wheel
 unexport PYTHONDONTWRITEBYTECODE
 
 # Notebook outputs: nbstripout strips every output except in cells with keep_output: true (the checked
-# cells, # NBVAL_CHECK_OUTPUT), keeping their execution counts (nbval compares only counted cells) and
+# cells, tagged nbval-check-output), keeping their execution counts (nbval compares only counted cells) and
 # every cell id; .ci/notebook_outputs.py sets and checks the rules nbstripout cannot know.
 NOTEBOOKS = $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' -not -path '*/_build/*' | sort)
 NBSTRIPOUT := $(VENV)/bin/nbstripout --keep-count --keep-id --extra-keys "metadata.toc metadata.varInspector"

@@ -4,8 +4,8 @@
     python .ci/notebook_outputs.py check [NB ...]   exit 1 if a notebook breaks a rule below (``make test``)
     python .ci/notebook_outputs.py store NB ...     execute, then mark (``make outputs``; nbstripout follows)
 
-With no NB, every notebook under book/. A code cell whose source contains ``# NBVAL_CHECK_OUTPUT`` is a
-test: nbval compares its fresh output with the stored one, and skips the comparison when nothing is
+With no NB, every notebook under book/. A code cell tagged ``nbval-check-output`` (nbval's own cell tag,
+so the marker never shows in the code a reader sees) is a test: nbval compares its fresh output with the stored one, and skips the comparison when nothing is
 stored or the stored cell has no execution count. The rules:
 
 * a checked cell has ``keep_output: true`` in its metadata (so nbstripout keeps its outputs), stored
@@ -24,7 +24,8 @@ import sys
 import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-MARK = "NBVAL_CHECK_OUTPUT"
+MARK = "nbval-check-output"  # the cell tag nbval reads (metadata.tags)
+OLD_MARK = "NBVAL_CHECK_OUTPUT"  # the comment form: not used, so that no reader sees it
 
 
 def all_notebooks() -> list[pathlib.Path]:
@@ -33,7 +34,7 @@ def all_notebooks() -> list[pathlib.Path]:
 
 
 def checked(cell) -> bool:
-    return cell.cell_type == "code" and MARK in cell.source
+    return cell.cell_type == "code" and MARK in cell.metadata.get("tags", [])
 
 
 def mark(nb) -> bool:
@@ -55,6 +56,8 @@ def problems(nb) -> list[str]:
     found = []
     for number, cell in enumerate(nb.cells, 1):
         where = f"cell {number} ({cell.get('id', 'no id')})"
+        if cell.cell_type == "code" and OLD_MARK in cell.source:
+            found.append(f"{where}: the # {OLD_MARK} comment shows on the site; tag the cell {MARK} instead")
         if checked(cell):
             if cell.metadata.get("keep_output") is not True:
                 found.append(f"{where}: checked cell without keep_output: true in its metadata")
@@ -64,11 +67,11 @@ def problems(nb) -> list[str]:
                 found.append(f"{where}: checked cell with no execution count (nbval would not compare it)")
         else:
             if "keep_output" in cell.metadata or "keep_output" in cell.metadata.get("tags", []):
-                found.append(f"{where}: keep_output on a cell without # {MARK}")
+                found.append(f"{where}: keep_output on a cell without the {MARK} tag")
             if cell.get("outputs"):
-                found.append(f"{where}: stored output in a cell without # {MARK}")
+                found.append(f"{where}: stored output in a cell without the {MARK} tag")
             if cell.get("execution_count") is not None:
-                found.append(f"{where}: execution count in a cell without # {MARK}")
+                found.append(f"{where}: execution count in a cell without the {MARK} tag")
     if "keep_output" in nb.metadata:
         found.append("notebook metadata has keep_output (nbstripout would keep every output)")
     return found
@@ -116,7 +119,7 @@ def main(argv) -> int:
                 print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: {problem}")
             failed |= bool(found)
     if failed and argv[0] == "check":
-        print(f"Fix: `make strip`; a checked cell needs its output stored: `make outputs NB=...` (# {MARK})")
+        print(f"Fix: `make strip`; a checked cell needs its output stored: `make outputs NB=...` (cells tagged {MARK})")
     return failed
 
 

@@ -2,7 +2,7 @@
 
 * every notebook under book/ is listed in _toc.yml (else the site and nbval would skip it);
 * every notebook asserts something (else nbval only checks that it runs);
-* every ``# NBVAL_CHECK_OUTPUT`` cell has a stored output marked ``keep_output`` (else nothing is
+* every cell tagged ``nbval-check-output`` has a stored output marked ``keep_output`` (else nothing is
   compared), and no other cell stores output;
 * every chapter (``book/part*/``) states learning objectives, has exercises and glues numbers;
 * every notebook runs on a fresh Colab runtime: it imports only the standard library, what Colab
@@ -70,13 +70,13 @@ def test_checked_cells_have_stored_output_and_others_none(nb):
     for i, cell in enumerate(cells(nb)):
         if cell["cell_type"] != "code":
             continue
-        if "NBVAL_CHECK_OUTPUT" in src(cell):
+        if "nbval-check-output" in cell["metadata"].get("tags", []):
             checked += 1
             assert cell.get("outputs"), f"{nb.name} cell {i}: checked cell without stored output checks nothing"
             assert cell["metadata"].get("keep_output"), f"{nb.name} cell {i}: checked cell lacks keep_output"
         else:
             assert not cell.get("outputs"), f"{nb.name} cell {i}: stored output in an unchecked cell"
-    assert checked >= 1, f"{nb.name}: no # NBVAL_CHECK_OUTPUT micro-trace cell"
+    assert checked >= 1, f"{nb.name}: no micro-trace cell tagged nbval-check-output"
 
 
 CHAPTERS = [p for p in NOTEBOOKS if p.parent.name.startswith("part")]
