@@ -3,7 +3,7 @@
 The floor in ``pyproject.toml`` (``torch>=2.4``) was read off the released wheels, not guessed: each
 API below was looked up in the Python sources and the compiled extension (``torch/_C`` bindings) of
 the ``torch`` wheels 2.0.0, 2.1.0, …, 2.12.0 published on PyPI. "2.0" means "present in 2.0.0, the
-oldest release checked". CI tests the pinned 2.13.0 only; Colab brings whatever it has preinstalled.
+oldest release checked". The course is tested on torch 2.13.0; Colab brings whatever it has preinstalled.
 
 ::
 
@@ -61,7 +61,7 @@ MIN_TORCH = (2, 4)
 """Oldest ``torch`` release (major, minor) with every API the package uses (see the table above)."""
 
 TESTED_TORCH = "2.13.0"
-"""The release CI runs the whole test suite on."""
+"""The torch release the whole course (every test and every chapter) is tested on."""
 
 
 def torch_release(version: str | None = None) -> tuple[int, int]:
