@@ -5,8 +5,9 @@
     python .ci/notebook_outputs.py store NB ...     execute, then mark (``make outputs``; nbstripout follows)
 
 With no NB, every notebook under book/. A code cell tagged ``nbval-check-output`` (nbval's own cell tag,
-so the marker never shows in the code a reader sees) is a test: nbval compares its fresh output with the stored one, and skips the comparison when nothing is
-stored or the stored cell has no execution count. The rules:
+so the marker never shows in the code a reader sees) is a test: nbval compares its fresh output with the
+stored one, and skips the comparison when nothing is stored or the stored cell has no execution count.
+The rules:
 
 * a checked cell has ``keep_output: true`` in its metadata (so nbstripout keeps its outputs), stored
   outputs and an execution count;
