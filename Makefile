@@ -35,7 +35,7 @@ define build_site
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 endef
 
-.PHONY: help install book test test-lint test-utils test-hygiene test-notebooks test-book test-gpu strip outputs lock clean
+.PHONY: help install book test test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
 
 help:
 	@echo "make install create .venv (requirements.txt at the versions of requirements.lock, utils editable)"
@@ -93,10 +93,14 @@ test:
 	@$(MAKE) --no-print-directory -j2 --output-sync=target $(STAMP) $(COLAB_STAMP)
 	@$(MAKE) --no-print-directory test-hygiene test-lint test-utils
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-book NBVAL_WORKERS=1
+	@$(MAKE) --no-print-directory test-site
 	@echo "All tests passed."
 
+# ruff on the package, the tests and the CI scripts; pyflakes (F) on the notebooks' code cells. F821 is off there:
+# two chapters free memory with `del` after a closure that used the names, which pyflakes misreads.
 test-lint: install
 	$(PY) -m ruff check utils tests .ci
+	$(PY) -m ruff check book --select F,E9 --ignore F821
 
 test-hygiene: install
 	$(PY) .ci/lock.py check
@@ -116,6 +120,20 @@ test-notebooks: install $(COLAB_STAMP)
 test-book: install
 	rm -rf _build
 	$(build_site)
+
+# The built site as a reader gets it, parsed without a browser (after test-book or make book): no remote
+# loads, no unrendered MyST, no error in an output, alt text on every image, figures legible at the column
+# width, no bookkeeping in visible code, no maintainer text, a static figure before every widget.
+SITE_RULES ?=
+test-site: install
+	$(PY) .ci/check_site.py _build/html $(foreach r,$(SITE_RULES),--rule $(r))
+
+# Optional, not part of make test: every page in headless Chromium (Debian: apt-get install chromium), console
+# errors, 404s and remote requests fail; phone and desktop screenshots go to _build/screenshots/.
+test-browser: install
+	@test -x /usr/bin/chromium || { echo "make test-browser: needs /usr/bin/chromium (apt-get install chromium)" >&2; exit 1; }
+	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check -q playwright
+	$(PY) .ci/browser_check.py _build/html
 
 # On a CUDA machine only (refuses elsewhere): the CUDA unit tests (every test with "cuda" in its name; they
 # are skipped without a GPU), then every chapter of _toc.yml with its GPU sweeps, one at a time (one GPU, so
