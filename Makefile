@@ -40,7 +40,7 @@ endef
 help:
 	@echo "make install create .venv (requirements.txt at the versions of requirements.lock, utils editable)"
 	@echo "make book    build the static site into _build/html (sets everything up first)"
-	@echo "make test    run every test: notebook hygiene, utils unit tests, every chapter in a Colab-like environment (nbval), site build"
+	@echo "make test    run every test: notebook hygiene, lint, utils unit tests, every chapter in a Colab-like environment (nbval), site build and site check"
 	@echo "make strip   strip notebook outputs (checked cells keep theirs)"
 	@echo "make outputs NB=path.ipynb   re-execute a notebook and store its checked outputs"
 	@echo "make lock    re-pin requirements.lock to the newest releases requirements.txt allows"
