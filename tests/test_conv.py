@@ -36,3 +36,9 @@ def test_causal_stack_never_sees_the_future():
 def test_bad_shapes_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ConvStack(4, **kwargs)
+
+
+def test_padding_left_out_is_causal_with_a_warning_of_the_coming_default():
+    with pytest.warns(FutureWarning, match=r"pass padding='causal' or padding='centred'"):
+        stack = ConvStack(4, 3, 2)
+    assert stack.padding == "causal"

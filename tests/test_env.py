@@ -302,3 +302,13 @@ def test_cuda_free_bytes_counts_the_allocator_cache():
     driver_free = torch.cuda.mem_get_info()[0]
     assert env.cuda_free_bytes("cuda") - driver_free >= 256 * 2**20 - 2**20
     torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("threads, words", [(1, "1 torch thread)"), (4, "4 torch threads)")])
+def test_hardware_label_counts_threads_in_words(threads, words):
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        assert words in env.hardware_label("cpu")
+    finally:
+        torch.set_num_threads(previous)

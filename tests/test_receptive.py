@@ -146,7 +146,7 @@ def test_cuda_module_profiles_and_reachability_match_the_cpu():
     from utils.measure import reachability
 
     torch.manual_seed(0)
-    stack = ConvStack(4, 3, 2)
+    stack = ConvStack(4, 3, 2, padding="causal")
     cpu_profile = input_gradient_profile(stack, 16, 4)
     gpu_profile = input_gradient_profile(stack.to("cuda"), 16, 4)
     assert gpu_profile.device.type == "cpu" and torch.allclose(gpu_profile, cpu_profile, rtol=1e-6)

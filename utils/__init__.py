@@ -35,7 +35,7 @@ module              concept                                                     
 Conventions: shape arguments in the order ``batch, heads, n, head_dim, layers``; byte counts take
 ``bytes_per_element`` (2 by default: FP16/BF16); units in names (``_bytes``, ``_flops``, ``_s``); new
 parameters keyword-only. Paths of version 0.1 (``utils.memory``, ``utils.flops``, …) still work for one
-release and warn (:mod:`utils._moved`).
+release and warn (``utils._moved``).
 """
 
 __version__ = "0.2.0"

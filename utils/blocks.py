@@ -4,13 +4,13 @@ and one factory for the recurrent layers.
 * :class:`MultiHeadAttention` maps ``(batch, n, d_model)`` to the same shape. Its ``mask`` is full
   (``"none"``), ``"causal"`` or ``"local"`` (a window of ``radius``; ``causal=True`` for a causal window),
   its ``impl`` is ``"naive"`` (the score matrix materialised: ``count_flops`` sees ``QKᵀ`` and ``A·V``) or
-  ``"sdpa"`` (``F.scaled_dot_product_attention``). Given a :class:`KVCache` it writes the keys and values
+  ``"sdpa"`` (``F.scaled_dot_product_attention``). Given a :class:`~utils.blocks.KVCache` it writes the keys and values
   of the new positions into it and attends over every cached position: the same layer serves training
   (whole sequence) and decoding (one token at a time).
 * :class:`TransformerBlock` is attention plus a feed-forward layer, each with a residual connection, with
   the LayerNorm before (``norm="pre"``, GPT-2 and most models since) or after (``norm="post"``, the
   original Transformer and ``nn.TransformerEncoderLayer``) each sub-layer.
-* :class:`KVCache` preallocates the keys and values of ``layers`` layers, shaped like
+* :class:`~utils.blocks.KVCache` preallocates the keys and values of ``layers`` layers, shaped like
   :func:`utils.complexity.kv_cache_bytes` (``batch, heads, capacity, head_dim``), guarded before it
   allocates.
 * :func:`recurrent_layer` builds ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (batch first), optionally with the
@@ -115,7 +115,7 @@ class MultiHeadAttention(nn.Module):
     The projections are one ``qkv`` linear (``d → 3d``) and one ``out`` linear (``d → d``).
 
     ``forward(x, cache=None, layer=0, start=0)``: ``x`` holds the positions ``start … start+t-1``;
-    with a :class:`KVCache` their keys and values are written into layer ``layer`` of the cache and the
+    with a :class:`~utils.blocks.KVCache` their keys and values are written into layer ``layer`` of the cache and the
     queries attend over every cached position allowed by the mask (a sliding window for
     ``mask="local", causal=True``).
     """

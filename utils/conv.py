@@ -9,6 +9,8 @@ course) and keeps the length ``n`` fixed at every layer:
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -33,11 +35,22 @@ def check_conv_args(kernel_size: int, layers: int, dilations=None, padding: str 
 
 
 class ConvStack(nn.Module):
-    """``layers`` stride-1 ``nn.Conv1d`` layers (``tanh`` between them) that keep the length ``n``."""
+    """``layers`` stride-1 ``nn.Conv1d`` layers (``tanh`` between them) that keep the length ``n``.
+
+    ``padding`` is ``"causal"`` (pad on the left: output ``t`` sees inputs ``<= t``) or ``"centred"``
+    (odd ``kernel_size``). Give it explicitly: left out, it is ``"causal"`` with a
+    ``FutureWarning``, because from version 0.3 it defaults to ``"centred"`` like
+    :func:`utils.graphs.conv_graph` and :func:`utils.receptive.layers_to_connect` (``causal=False``).
+    """
 
     def __init__(self, d_model: int, kernel_size: int, layers: int, dilations=None,
-                 padding: str = "causal", activation: bool = True):
+                 padding: str | None = None, activation: bool = True):
         super().__init__()
+        if padding is None:
+            warnings.warn("ConvStack without padding= is causal today and centred from version 0.3, like "
+                          "conv_graph and layers_to_connect; pass padding='causal' or padding='centred'.",
+                          FutureWarning, stacklevel=2)
+            padding = "causal"
         d_model = check_positive_int("d_model", d_model)
         self.dilations = check_conv_args(kernel_size, layers, dilations, padding)
         self.kernel_size, self.padding = kernel_size, padding

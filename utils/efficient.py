@@ -6,7 +6,8 @@ Three ways to pay less than full attention's ``O(n²)``, each with its price on 
 * **Local attention** (:func:`blocked_local_attention`): query ``j`` attends only to keys with
   ``|j - i| <= r`` (or ``0 <= j - i <= r`` when causal) — the mask of :func:`utils.attention.local_mask`.
   Applying that mask to the full score matrix (``MultiHeadAttention(mask="local")``) gives the right numbers
-  but still computes all ``n²`` scores; :func:`blocked_local_attention` computes only ``O(n·r)`` of them
+  but still computes all ``n²`` scores; :func:`blocked_local_attention` computes only ``O(n·r)``
+  of them
   by cutting the queries into blocks and giving each block the slice of keys it can see. Price: a
   position at distance ``d`` is reached only after ``⌈d / r⌉`` stacked layers.
 * **Downsample, then attend** (:class:`DownsampledAttention`): average-pool the sequence by a stride
@@ -58,14 +59,18 @@ def blocked_local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, r
                             limit_bytes: int | None = None) -> torch.Tensor:
     """Local self-attention that computes only the scores inside the window, block by block.
 
-    Same result as ``naive_attention(q, k, v, local_mask(n, radius, causal))`` (to rounding), but the
-    queries are cut into ``⌈n / b⌉`` blocks of ``b`` (``block_size``, default :func:`default_block_size`)
-    and block ``t`` is scored only against the ``b + 2r`` keys (``b + r`` when causal) that any of its
+    Same result as ``naive_attention(q, k, v, local_mask(n, radius, causal))`` (to rounding), but
+    the
+    queries are cut into ``⌈n / b⌉`` blocks of ``b`` (``block_size``, default
+    :func:`~utils.complexity.default_block_size`)
+    and block ``t`` is scored only against the ``b + 2r`` keys (``b + r`` when causal) that any of
+    its
     queries may see — a strided *view* of the padded keys, so nothing ``n × n`` is ever built. Scores and
-    FLOPs are ``O(n·(b + 2r))`` instead of ``O(n²)``: :func:`local_attention_flops` gives the exact count.
+    FLOPs are ``O(n·(b + 2r))`` instead of ``O(n²)``: :func:`~utils.complexity.local_attention_flops` gives the
+    exact count.
 
     ``q``, ``k``, ``v``: ``(..., n, head_dim)``, all the same shape. Guarded: a plan
-    (:func:`blocked_local_attention_bytes`) of 64 MiB or more must fit in ``fraction`` of the free
+    (:func:`~utils.complexity.blocked_local_attention_bytes`) of 64 MiB or more must fit in ``fraction`` of the free
     memory of ``q``'s device (:func:`utils.measure.guard_large`; smaller calls are not checked, so that
     timing loops do not pay for reading the free memory).
     """
@@ -125,7 +130,7 @@ class DownsampledAttention(nn.Module):
     """Average-pool ``(B, n, d)`` by ``stride`` ``s``, run ``layers`` self-attention layers on the
     ``n / s`` pooled positions, then repeat each pooled output ``s`` times to get back to ``n``.
 
-    ``mask``/``radius``/``heads``/``impl`` are passed to :class:`utils.attention.MultiHeadAttention`. The
+    ``mask``/``radius``/``heads``/``impl`` are passed to :class:`utils.blocks.MultiHeadAttention`. The
     layers are stacked without residuals, so that every dependency comes from attention alone. ``n``
     must be a multiple of ``stride``.
     """

@@ -371,7 +371,9 @@ def hardware_label(device: torch.device | str | None = None) -> str:
     h = hardware(device)
     if h["device_type"] == "cuda":
         return f"{h['device']} (sm{h['capability'].replace('.', '')}) · torch {h['torch']}"
-    return f"CPU ({h['cpu_count']} cores, {h['threads']} torch threads) · torch {h['torch']}"
+    threads = f"{h['threads']} torch thread" + ("" if h["threads"] == 1 else "s")
+    return f"CPU ({h['cpu_count']} cores, {threads}) · torch {h['torch']}"
+
 
 # Reference measurements ship inside the package (``utils/data``), so an installed copy — on Colab too —
 # finds the same files as a clone of the repository.

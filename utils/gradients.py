@@ -5,19 +5,19 @@ The central measurement of the course's gradient chapter is
     G(k) = ‖ ∂ y_{n-1} / ∂ x_{n-1-k} ‖,   k = 0, 1, …, n-1,
 
 the norm of the Jacobian of the **last output** ``y_{n-1}`` with respect to the **input k steps
-earlier**. :func:`gradient_norms_vs_distance` computes every ``G(k)`` of one sequence with a single
+earlier**. :func:`~utils.measure.gradient_norms_vs_distance` computes every ``G(k)`` of one sequence with a single
 backward pass: the sequence is repeated ``d_out`` times in the batch and the identity matrix is fed
 back as the output gradient, so row ``b`` of the input gradient is row ``b`` of the Jacobian.
 
 Helpers build the models whose gradients the chapter measures:
 
-* :func:`rnn_with_spectral_radius`: a vanilla RNN (``nn.RNN`` with ``tanh``, or :class:`LinearRNN`)
+* :func:`~utils.gradients.rnn_with_spectral_radius`: a vanilla RNN (``nn.RNN`` with ``tanh``, or :class:`LinearRNN`)
   whose recurrent matrix has an exact spectral radius ``rho``, and whose input matrix is the
   identity, so that for the linear RNN ``∂h_T/∂x_{T-k} = W_hh^k`` exactly;
 * :func:`set_forget_gate_bias`: the LSTM forget-gate bias trick (PyTorch gate order ``i|f|g|o``);
-* :func:`lstm_cell_gradient_norms`: ``‖∂c_T/∂c_{T-k}‖`` along the LSTM cell state, with the forget
+* :func:`~utils.measure.lstm_cell_gradient_norms`: ``‖∂c_T/∂c_{T-k}‖`` along the LSTM cell state, with the forget
   gates that were open on the way;
-* ``window=`` in :func:`gradient_norms_vs_distance`: truncated back-propagation through time.
+* ``window=`` in :func:`~utils.measure.gradient_norms_vs_distance`: truncated back-propagation through time.
 """
 
 from __future__ import annotations

@@ -405,12 +405,12 @@ def draw_graph(graph: SequenceGraph, ax, path=None, *, node_size: float = 30, ed
         ax.plot(px, py, color="#d62728", lw=2.2, zorder=3)
         ax.scatter(px, py, s=node_size * 1.3, color="#d62728", zorder=4)
     ax.set_xticks(range(graph.n))
-    ax.set_xticklabels([str(p + 1) for p in range(graph.n)], fontsize=7)
+    ax.set_xticklabels([str(p + 1) for p in range(graph.n)], fontsize=9)
     ax.set_yticks(range(graph.layers + 1))
     if label_layers:
         prefix = "h" if graph.family == "rnn" else "L"
         names = ["x"] + [f"{prefix}{layer}" for layer in range(1, graph.layers + 1)]
-        ax.set_yticklabels(names, fontsize=7)
+        ax.set_yticklabels(names, fontsize=9)
     ax.set_xlim(-0.6, graph.n - 0.4)
     ax.set_ylim(-0.4, graph.layers + 0.4)
     for side in ("top", "right"):

@@ -18,7 +18,7 @@ and only the backbone differs (``d`` is the family's width, picked so that the p
   layer).
 
 :class:`TinyDecoder` is the course's small decoder-only Transformer (the same blocks, causal, with a
-:class:`utils.blocks.KVCache`); :func:`generate` decodes greedily with or without the cache,
+:class:`utils.blocks.KVCache`); :func:`~utils.models.generate` decodes greedily with or without the cache,
 :func:`decode_step` prepares one decoding step to time or count, and :func:`decode_step_bytes` is the
 bytes that step must read.
 
@@ -373,7 +373,7 @@ class TinyDecoder(nn.Module):
         return self.blocks[0].attn.head_dim
 
     def new_cache(self, batch: int, capacity: int, fraction: float = 0.5, limit_bytes: int | None = None) -> KVCache:
-        """An empty :class:`KVCache` shaped for this model (its dtype and device)."""
+        """An empty :class:`~utils.blocks.KVCache` shaped for this model (its dtype and device)."""
         p = self.head.weight
         return KVCache(batch, self.heads, capacity, self.head_dim, layers=self.n_layers, dtype=p.dtype,
                        device=p.device, fraction=fraction, limit_bytes=limit_bytes)
@@ -411,7 +411,7 @@ def generate(model: TinyDecoder, prompt: torch.Tensor, new_tokens: int, use_cach
              return_cache: bool = False, fraction: float = 0.5, limit_bytes: int | None = None):
     """Greedy decoding of ``new_tokens`` tokens after ``prompt`` (``(batch, t0)`` token ids).
 
-    ``use_cache=True``: the prompt is run once (prefill) and written into a :class:`KVCache` of
+    ``use_cache=True``: the prompt is run once (prefill) and written into a :class:`~utils.blocks.KVCache` of
     capacity ``t0 + new_tokens``; every later step feeds only the newest token. ``use_cache=False``:
     every step runs the model on all tokens so far. Both return the same ``(batch, t0 + new_tokens)``
     tokens. With ``return_cache`` (and ``use_cache``) the cache is returned too. The planned memory is
@@ -499,7 +499,7 @@ def decode_step_bytes(model: TinyDecoder, context: int, batch: int = 1) -> int:
     and every layer reads the keys and values of all ``context`` positions of every sequence,
     ``2 · layers · batch · context · d_model`` elements. Activations (a few vectors of width ``d``) are
     left out. Divided by the step's time this is the bandwidth a decoder achieves; the step's FLOPs
-    (:func:`decode_step_flops`) divided by it is its arithmetic intensity, about
+    (:func:`~utils.complexity.decode_step_flops`) divided by it is its arithmetic intensity, about
     ``2 · batch / bytes_per_element`` FLOP/byte when the weights dominate.
     """
     if not isinstance(model, TinyDecoder):

@@ -11,8 +11,8 @@ sees ``t ± (R - 1)/2`` (reach ``(R - 1)/2`` on each side). Conventions are thos
 :class:`utils.conv.ConvStack` and :mod:`utils.graphs`.
 
 The *effective* receptive field (Luo et al. 2016) is measured, not computed: the gradient magnitude
-of one output with respect to every input position (:func:`input_gradient_profile`), whose width
-(:func:`profile_width`) grows only like ``sqrt(L)`` while ``R`` grows like ``L``.
+of one output with respect to every input position (:func:`~utils.measure.input_gradient_profile`), whose width
+(:func:`~utils.measure.profile_width`) grows only like ``sqrt(L)`` while ``R`` grows like ``L``.
 """
 
 from __future__ import annotations

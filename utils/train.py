@@ -69,7 +69,7 @@ def fit(model: nn.Module, task_fn, steps: int, batch_size: int, lr: float, seed:
     n=32, d=8)``); batches come from a ``torch.Generator`` seeded with ``seed`` and move to the model's
     device. ``clip_norm`` clips the gradient norm (``None``: no clipping). ``tbptt=w`` trains a recurrent
     model with truncated back-propagation through time (see
-    :meth:`utils.models.RecurrentClassifier.forward`). With ``target_accuracy`` (e.g. 0.99) training stops
+    :class:`utils.models.RecurrentClassifier`). With ``target_accuracy`` (e.g. 0.99) training stops
     early once the mean training accuracy of the last ``window`` batches reaches it: the task is solved,
     and ``len(history["loss"])`` is the number of steps it took. ``progress`` shows a ``tqdm.auto`` bar
     that disappears when done. Returns ``{"loss": [...], "accuracy": [...]}``, one entry per step run,

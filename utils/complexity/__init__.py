@@ -28,9 +28,12 @@ function                                 FLOPs (``layers=1``, ``batch=B``)
 **Bytes.** Shape arguments come in the order ``batch, heads, n, head_dim, layers`` and every byte count
 takes ``bytes_per_element``, **2 by default** (FP16/BF16: what GPUs train and serve in, and the unit of the
 figures the course checks); pass 4 for FP32, the CPU default. :func:`attention_weights_bytes` is the
-``batch × heads × n × n`` weight tensor and :func:`max_seq_len` its exact inverse; :func:`kv_cache_bytes`
-the keys and values of every layer; :func:`recurrent_state_bytes` a recurrent decoder's state (no ``n``);
-:func:`attention_plan_bytes` everything naive attention holds at once (what the memory guard plans for).
+``batch × heads × n × n`` weight tensor and :func:`~utils.complexity.max_seq_len` its exact inverse;
+:func:`kv_cache_bytes`
+the keys and values of every layer; :func:`recurrent_state_bytes` a recurrent decoder's state (no
+``n``);
+:func:`~utils.complexity.attention_plan_bytes` everything naive attention holds at once (what the memory guard
+plans for).
 ``MIB``/``GIB`` are binary units, ``MB``/``GB`` decimal ones (they differ by 4.9 % and 7.4 %).
 
 **Local attention**: pairs, scores and the layers a window needs to connect a distance.

@@ -32,7 +32,7 @@ def attention_weights_bytes(batch: int, heads: int, n: int, bytes_per_element: i
 
     ``batch · heads · n² · bytes_per_element``; ``bytes_per_element`` is 2 for FP16/BF16, 4 for FP32.
     This is one such tensor: a naive implementation holds the scores *and* the weights at once, and
-    training keeps them for the backward pass (see :func:`attention_peak_memory`).
+    training keeps them for the backward pass (see :func:`~utils.measure.attention_peak_memory`).
     """
     batch = check_positive_int("batch", batch)
     heads = check_positive_int("heads", heads)

@@ -181,7 +181,7 @@ def attention_ffn_crossover(d_model: int, d_ff: int, *, include_projections: boo
 
 def local_attention_flops(n: int, d_model: int, radius: int, batch: int = 1, *, heads: int = 1,
                           causal: bool = False, block_size: int | None = None) -> int:
-    """Exact FLOPs of :func:`blocked_local_attention` (the two matrix products, all heads).
+    """Exact FLOPs of :func:`~utils.efficient.blocked_local_attention` (the two matrix products, all heads).
 
     ``⌈n / b⌉`` blocks of ``b`` queries each score ``K = b + 2r`` keys (``b + r`` causal) and mix as many
     values: ``4 · B · ⌈n/b⌉ · b · K · d_model`` — linear in ``n`` for a fixed radius, against
@@ -218,7 +218,8 @@ def decode_step_flops(context: int, d_model: int, d_ff: int, layers: int, vocab:
 
 def generation_flops(prompt_len: int, new_tokens: int, d_model: int, d_ff: int, layers: int, vocab: int,
                      use_cache: bool, batch: int = 1) -> int:
-    """Total FLOPs of :func:`generate`: the sum of :func:`decode_step_flops` over its forward calls.
+    """Total FLOPs of :func:`~utils.models.generate`: the sum of :func:`~utils.complexity.decode_step_flops` over
+    its forward calls.
 
     With the cache: one prefill on ``prompt_len`` tokens (counted as a forward on all of them, head on
     the last) and ``new_tokens - 1`` one-token steps at contexts ``prompt_len + 1 …``. Without: one

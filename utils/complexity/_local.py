@@ -30,7 +30,7 @@ def _geometry(n: int, radius: int, causal: bool, block_size: int | None) -> tupl
 def blocked_local_attention_bytes(n: int, head_dim: int, radius: int, batch: int = 1, heads: int = 1, *,
                                   causal: bool = False, block_size: int | None = None,
                                   bytes_per_element: int = 2) -> int:
-    """Planned bytes of one :func:`blocked_local_attention` call beyond its inputs: three tensors of
+    """Planned bytes of one :func:`~utils.efficient.blocked_local_attention` call beyond its inputs: three tensors of
     :func:`local_attention_scores_numel` scores (scores, mask fill, weights), the padded and windowed
     keys and values (up to ``keys/b`` times the inputs each) and the padded queries and the output."""
     b, blocks, keys = _geometry(n, radius, causal, block_size)
@@ -44,7 +44,7 @@ def blocked_local_attention_bytes(n: int, head_dim: int, radius: int, batch: int
 
 def local_attention_scores_numel(n: int, radius: int, batch: int = 1, heads: int = 1, *,
                                  causal: bool = False, block_size: int | None = None) -> int:
-    """Number of attention scores :func:`blocked_local_attention` materialises:
+    """Number of attention scores :func:`~utils.efficient.blocked_local_attention` materialises:
     ``B · h · ⌈n/b⌉ · b · (b + 2r)`` (``b + r`` causal), against ``B · h · n²`` for full attention."""
     batch, heads = check_positive_int("batch", batch), check_positive_int("heads", heads)
     b, blocks, keys = _geometry(n, radius, causal, block_size)

@@ -121,7 +121,8 @@ def naive_attention_stages(n: int, head_dim: int, batch: int = 1, heads: int = 1
 def fused_attention_stage(n: int, head_dim: int, batch: int = 1, heads: int = 1, *,
                           bytes_per_element: int = 2, softmax_flops_per_element: int = 5) -> Stage:
     """Attention as one fused kernel (FlashAttention's ideal): the same FLOPs as
-    :func:`naive_attention_stages` in total, but only Q, K, V read and O written — ``4·n·d_h`` elements
+    :func:`~utils.complexity.naive_attention_stages` in total, but only Q, K, V read and O written — ``4·n·d_h``
+    elements
     per head — because the ``n × n`` scores never leave on-chip memory. This is a lower bound no real
     kernel reaches: with on-chip memory of finite size a tiled kernel re-reads blocks, and its traffic
     grows like ``n²·d_h²/M`` (:func:`tiled_attention_bytes`), quadratic in ``n`` again."""
@@ -163,7 +164,7 @@ def tiled_attention_bytes(n: int, head_dim: int, sram_bytes: int, batch: int = 1
 
 
 def attention_stages_bytes(batch: int, heads: int, n: int, head_dim: int, bytes_per_element: int = 2) -> int:
-    """Bytes :func:`time_attention_stages` allocates beyond its inputs: five ``(batch, heads, n, n)``
+    """Bytes :func:`~utils.measure.time_attention_stages` allocates beyond its inputs: five ``(batch, heads, n, n)``
     tensors (scores, scaled scores, weights and two output buffers) and two outputs."""
     n2 = batch * heads * n * n
     return (5 * n2 + 2 * batch * heads * n * head_dim) * bytes_per_element

@@ -5,10 +5,10 @@ clock — and every one that allocates asks the memory guard first. Each is the 
 form of :mod:`utils.complexity` (or a graph of :mod:`utils.graphs`) is checked against.
 
 **Dependency structure, by autograd.** :func:`reachability` (which outputs depend on which inputs: the
-measured twin of :func:`utils.graphs.reachability_matrix`); :func:`gradient_norms_vs_distance` and
-:func:`lstm_cell_gradient_norms` (Jacobian norms vs distance, truncated BPTT with ``window=``);
-:func:`decay_rate_per_step` (their per-step factor); :func:`input_gradient_profile` and
-:func:`profile_width` (the *effective* receptive field).
+measured twin of :func:`utils.graphs.reachability_matrix`); :func:`~utils.measure.gradient_norms_vs_distance` and
+:func:`~utils.measure.lstm_cell_gradient_norms` (Jacobian norms vs distance, truncated BPTT with ``window=``);
+:func:`decay_rate_per_step` (their per-step factor); :func:`~utils.measure.input_gradient_profile` and
+:func:`~utils.measure.profile_width` (the *effective* receptive field).
 
 **FLOPs.** :func:`count_flops` and :func:`count_flops_by_module` wrap ``FlopCounterMode``, disarm the CPU
 paths it cannot see (oneDNN RNN kernels, the fused SDPA kernel, the Transformer fast path) and raise
@@ -16,7 +16,7 @@ paths it cannot see (oneDNN RNN kernels, the fused SDPA kernel, the Transformer 
 ``sum(p.numel())``.
 
 **Memory.** :func:`peak_memory` (peak bytes above the start: the CUDA allocator, or every CPU allocation
-reported to the profiler), :func:`attention_peak_memory`, :func:`training_peak_memory`,
+reported to the profiler), :func:`~utils.measure.attention_peak_memory`, :func:`training_peak_memory`,
 :func:`parameter_bytes`; on a GPU :func:`cuda_oom_edge` finds the out-of-memory edge by trying.
 
 **The guard.** :func:`check_fits` refuses, with a ``ValueError`` that says what to change, a planned

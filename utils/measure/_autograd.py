@@ -195,7 +195,7 @@ def decay_rate_per_step(norms, start: int = 0, stop: int | None = None) -> float
     """The per-step factor ``r`` of an exponential fit ``G[k] ≈ c · r^k`` over ``start ≤ k < stop``.
 
     Least squares on ``log G``. ``r < 1`` means the gradient vanishes, ``r > 1`` that it explodes;
-    ``r = rho`` for the linear RNN of :func:`rnn_with_spectral_radius`. Raises ``ValueError`` when
+    ``r = rho`` for the linear RNN of :func:`~utils.gradients.rnn_with_spectral_radius`. Raises ``ValueError`` when
     fewer than two points are selected or a selected norm is not positive (an exact zero, e.g.
     beyond a truncation window, has no logarithm).
     """

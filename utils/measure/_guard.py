@@ -24,7 +24,7 @@ def free_memory_bytes(device) -> int:
     driver; ignoring them would refuse sizes that fit after one large step). CPU: the smallest of the
     cgroup v2 limit minus usage, the cgroup v1 limit minus usage and ``MemAvailable``
     (:func:`utils.env.cpu_memory_bytes`); else ``psutil``; else ``os.sysconf``; else
-    :data:`FALLBACK_FREE_CPU_BYTES` (a small, safe guess).
+    ``FALLBACK_FREE_CPU_BYTES`` (a small, safe guess).
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -82,7 +82,7 @@ def guard_attention(batch: int, heads: int, n: int, head_dim: int = 64, device="
                     limit_bytes: int | None = None) -> int:
     """Check that attention on ``(batch, heads, n, head_dim)`` inputs fits; return the planned bytes.
 
-    The plan is :func:`attention_plan_bytes` (Q, K, V, output and ``copies`` weight-sized tensors).
+    The plan is :func:`~utils.complexity.attention_plan_bytes` (Q, K, V, output and ``copies`` weight-sized tensors).
     Raises the guard's ``ValueError`` (see :func:`check_fits`) when it does not fit.
     """
     planned = attention_plan_bytes(batch, heads, n, head_dim, bytes_per_element, copies)
@@ -97,7 +97,7 @@ GUARD_MIN_BYTES = 64 * MIB
 
 def guard_large(bytes_needed: int, device, fraction: float = 0.5, limit_bytes: int | None = None,
                 what: str = "this allocation") -> int:
-    """:func:`check_fits` for allocations of at least :data:`GUARD_MIN_BYTES` (smaller ones pass
+    """:func:`check_fits` for allocations of at least ``GUARD_MIN_BYTES`` (smaller ones pass
     unchecked); for helpers called inside timing loops."""
     if bytes_needed >= GUARD_MIN_BYTES or limit_bytes is not None:
         return check_fits(bytes_needed, device, fraction, limit_bytes, what)

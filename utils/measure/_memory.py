@@ -222,7 +222,7 @@ _OOM_ERROR = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 def is_allocation_failure(exc: BaseException) -> bool:
     """True when ``exc`` means "did not fit": ``torch.OutOfMemoryError``, or a ``RuntimeError`` whose
-    message shows an allocation failure (:data:`ALLOCATION_FAILURE_MESSAGES`: "out of memory",
+    message shows an allocation failure (``ALLOCATION_FAILURE_MESSAGES``: "out of memory",
     ``CUBLAS_STATUS_ALLOC_FAILED``, ``CUDNN_STATUS_ALLOC_FAILED``, ``CUBLAS_STATUS_NOT_INITIALIZED``, …).
     Any other error is a bug and must propagate."""
     if isinstance(exc, _OOM_ERROR):
@@ -302,7 +302,7 @@ def cuda_oom_edge(batch: int, heads: int, device="cuda", dtype=torch.float16, wh
     ``RuntimeError``) counts as "does not fit"; any other error propagates; memory is released and
     the device synchronised after every try (:func:`fits_by_trying`). Refuses (``ValueError``) on
     anything but a CUDA device: on a CPU the operating system's OOM killer, not an exception, would
-    answer. The search is bounded above by ``hi`` (default: the :func:`max_seq_len` of *all* the GPU's
+    answer. The search is bounded above by ``hi`` (default: the :func:`~utils.complexity.max_seq_len` of *all* the GPU's
     free memory at 1 byte per element, plus one).
     """
     device = torch.device(device)

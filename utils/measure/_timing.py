@@ -123,14 +123,14 @@ def time_attention_stages(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, 
     """Time the four stages of naive attention separately on ``(batch, heads, n, head_dim)`` tensors.
 
     Returns ``{"QKᵀ": Timing, "scale": …, "softmax": …, "PV": …}`` in the order of
-    :func:`naive_attention_stages`. Each stage's input is computed once, outside its timed region, and
+    :func:`~utils.complexity.naive_attention_stages`. Each stage's input is computed once, outside its timed region, and
     each stage writes into a preallocated output (``out=``), so that the time is the kernel's and not
     the memory allocator's: on Linux a fresh allocation of tens of MiB is served by ``mmap`` and its
     pages are zeroed by the operating system on first touch, which can cost as much as the kernel.
     With ``repeats > 1`` the four stages are timed that many times, interleaved, and each keeps its
     fastest :class:`~utils.measure.Timing` (see :func:`time_best_s`).
 
-    Guarded: :func:`attention_stages_bytes` must fit in ``fraction`` of the free memory of the inputs'
+    Guarded: :func:`~utils.complexity.attention_stages_bytes` must fit in ``fraction`` of the free memory of the inputs'
     device (and under ``limit_bytes``), checked before anything is allocated.
     """
     repeats = check_positive_int("repeats", repeats)
