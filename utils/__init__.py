@@ -14,7 +14,7 @@ module              concept                                                     
 ``blocks``          one multi-head attention (full/causal/local, KV cache), one Transformer
                     block (pre/post-norm), the KV cache, the recurrent-layer factory            I, II, III
 ``models``          matched classifiers of the five families; a small decoder and ``generate``  I.6, II.4
-``graphs``          computation graphs of RNN / CNN / attention; path lengths, sequential steps O, I, II.5
+``graphs``          computation graphs of RNN / CNN / attention; path lengths, steps            O, I, II.5
 ``receptive``       receptive fields, layers needed to connect a distance (closed forms)        I.1–2, III
 ``conv``            1-D convolution stacks: centred, causal, dilated                            O, I, II.1
 ``attention``       attention as functions: naive, SDPA backends, causal and local masks        I.5, II
