@@ -13,6 +13,7 @@ unrendered-myst    MyST that reached the page as text: ``{glue``, ``{numref``, `
 error-in-output    a traceback, an exception line (``ValueError: …``) or a warning in a cell's output.
 image-alt          an image without alt text, or whose alt text is only its file name.
 figure-legibility  a PNG figure shown so much smaller than drawn that its labels are too small to read.
+figure-full-size   a PNG figure that does not link to its full-size file (a reader cannot click to enlarge it).
 plumbing-in-code   a visible code cell (input not hidden or removed) that contains ``glue(`` or ``NBVAL``.
 maintainer-text    words meant for the maintainers (``make test``, ``nbval``, ``TODO`` …) in prose or outputs.
 widget-without-figure  an interactive widget, which the static site cannot run, without a static figure
@@ -465,12 +466,29 @@ def rule_widget_without_figure(page: Page) -> list[Failure]:
     return failures
 
 
+def rule_figure_opens_full_size(page: Page) -> list[Failure]:
+    """A PNG figure shown in the text column links to its full-size file, so a reader can click to enlarge it."""
+    failures = []
+    for img in page.article.find_all("img"):
+        if not _inside(img, lambda a: a.tag == "figure" or _has_class(a, {"cell_output", "figure"})):
+            continue
+        src = img.attrs.get("src", "")
+        if not src.lower().endswith(".png"):
+            continue
+        link = next((a for a in img.ancestors() if a.tag == "a"), None)
+        target = (link.attrs.get("href") or "") if link is not None else ""
+        if pathlib.PurePosixPath(target.split("#")[0]).name != pathlib.PurePosixPath(src).name:
+            failures.append(Failure(page.name, "figure-full-size", f"{src}: not a link to its full-size image"))
+    return failures
+
+
 RULES = [
     ("remote-resource", rule_remote_resources),
     ("unrendered-myst", rule_unrendered_myst),
     ("error-in-output", rule_error_in_output),
     ("image-alt", rule_image_alt),
     ("figure-legibility", rule_figure_legibility),
+    ("figure-full-size", rule_figure_opens_full_size),
     ("plumbing-in-code", rule_plumbing_in_code),
     ("maintainer-text", rule_maintainer_text),
     ("widget-without-figure", rule_widget_without_figure),

@@ -284,3 +284,21 @@ def test_main_reports_grouped_failures_and_the_run_time(tmp_path, capsys):
 def test_main_without_a_build_says_so(tmp_path, capsys):
     assert check_site.main([str(tmp_path / "missing")]) == 2
     assert "build the site first" in capsys.readouterr().err
+
+
+# --- figure-full-size -------------------------------------------------------------------------------------
+
+def test_figure_full_size_passes_a_figure_linked_to_its_file(tmp_path):
+    img = ("<a class='reference internal image-reference' href='../_images/f.png'>"
+           "<img alt='plot' src='../_images/f.png'></a>")
+    body = f"<figure class='align-default'>{img}<figcaption>c</figcaption></figure>" + cell(output=img)
+    assert run_rule(tmp_path, "figure-full-size", body) == []
+
+
+@pytest.mark.parametrize("img", [
+    "<img alt='plot' src='../_images/f.png'>",                                         # no link at all
+    "<a href='../_images/other.png'><img alt='plot' src='../_images/f.png'></a>",    # a link to another file
+])
+def test_figure_full_size_fails_a_figure_that_cannot_be_enlarged(tmp_path, img):
+    failures = run_rule(tmp_path, "figure-full-size", cell(output=img))
+    assert len(failures) == 1 and "not a link to its full-size image" in failures[0].detail
