@@ -429,11 +429,20 @@ def rule_plumbing_in_code(page: Page) -> list[Failure]:
     return failures
 
 
+#: Pages written for instructors, who run the grading tools themselves: the test runner's name is their
+#: instruction there, not maintainer text. Every other maintainer word still fails on these pages.
+INSTRUCTOR_PAGES = {"book/appendix/instructor_guide.html"}
+INSTRUCTOR_TOOLS = ("nbval", "python -m")
+
+
 def rule_maintainer_text(page: Page) -> list[Failure]:
     """Words meant for the maintainers (``MAINTAINER_TEXT``) must not reach the reader's prose or outputs."""
     text = _prose_and_output_text(page)
+    patterns = MAINTAINER_TEXT
+    if page.name in INSTRUCTOR_PAGES:
+        patterns = [p for p in MAINTAINER_TEXT if not any(tool in p.pattern for tool in INSTRUCTOR_TOOLS)]
     failures = []
-    for pattern in MAINTAINER_TEXT:
+    for pattern in patterns:
         for m in pattern.finditer(text):
             start = text.rfind("\n", 0, m.start()) + 1
             end = text.find("\n", m.end())

@@ -302,3 +302,12 @@ def test_figure_full_size_passes_a_figure_linked_to_its_file(tmp_path):
 def test_figure_full_size_fails_a_figure_that_cannot_be_enlarged(tmp_path, img):
     failures = run_rule(tmp_path, "figure-full-size", cell(output=img))
     assert len(failures) == 1 and "not a link to its full-size image" in failures[0].detail
+
+
+def test_maintainer_text_lets_the_instructor_guide_name_its_grading_tool_only(tmp_path):
+    body = "<p>Grade with nbval: python -m pytest --nbval-lax a.ipynb</p>"
+    assert run_rule(tmp_path, "maintainer-text", body, name="book/appendix/instructor_guide.html") == []
+    assert len(run_rule(tmp_path / "other", "maintainer-text", body)) == 3
+    failures = run_rule(tmp_path / "todo", "maintainer-text", "<p>TODO: grade</p>",
+                        name="book/appendix/instructor_guide.html")
+    assert len(failures) == 1 and "TODO" in failures[0].detail
