@@ -171,3 +171,64 @@ def test_cuda_every_available_backend_matches_naive():
     if cap < (8, 0):
         with pytest.raises(ValueError, match="flash needs compute capability >= 8.0"):
             sdpa_attention(q, k, v, backend="flash")
+
+
+# --- online softmax (FlashAttention's algorithm, for reading) -------------------------------------------
+
+from utils.attention import online_softmax_attention  # noqa: E402
+
+
+@pytest.mark.parametrize("n, block, causal", [(1, 4, False), (7, 3, False), (16, 16, True), (33, 8, True),
+                                              (20, 64, False), (12, 1, True)])
+def test_online_softmax_equals_the_textbook_formula(n, block, causal):
+    g = torch.Generator().manual_seed(n * 100 + block)
+    q, k, v = (torch.randn(2, 3, n, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    want = naive_attention(q, k, v, causal_mask(n) if causal else None)
+    torch.testing.assert_close(online_softmax_attention(q, k, v, block_size=block, causal=causal), want)
+
+
+def test_online_softmax_handles_large_scores_without_overflow():
+    q = torch.full((1, 4, 2), 300.0)
+    k = torch.tensor([[[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]])
+    v = torch.arange(8.0).view(1, 4, 2)
+    got = online_softmax_attention(q, k, v, block_size=1)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, naive_attention(q, k, v))
+
+
+def test_online_softmax_memory_grows_like_n_not_n_squared():
+    from utils.complexity import attention_weights_bytes
+    from utils.measure import peak_memory
+
+    d, block = 16, 64
+    g = torch.Generator().manual_seed(0)
+    peaks = {}
+    for n in (1024, 2048):
+        q, k, v = (torch.randn(1, 1, n, d, generator=g) for _ in range(3))
+        peaks["tiled", n] = peak_memory(lambda q=q, k=k, v=v: online_softmax_attention(q, k, v, block_size=block),
+                                        "cpu")
+        peaks["naive", n] = peak_memory(lambda q=q, k=k, v=v: naive_attention(q, k, v), "cpu")
+    assert peaks["naive", 1024] >= attention_weights_bytes(1, 1, 1024, bytes_per_element=4)  # holds n x n scores
+    assert peaks["tiled", 1024] < attention_weights_bytes(1, 1, 1024, bytes_per_element=4) / 3
+    assert peaks["naive", 2048] / peaks["naive", 1024] > 3.5      # doubling n: four times the memory
+    assert peaks["tiled", 2048] / peaks["tiled", 1024] < 2.5      # doubling n: twice (n x block scores)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(block_size=0), r"block_size must be >= 1"),
+    (dict(causal="yes"), r"causal must be True or False"),
+])
+def test_online_softmax_rejects_bad_options(kwargs, match):
+    q = torch.zeros(1, 4, 2)
+    with pytest.raises(ValueError, match=match):
+        online_softmax_attention(q, q, q, **kwargs)
+
+
+def test_online_softmax_rejects_mismatched_shapes():
+    q = torch.zeros(1, 4, 2)
+    with pytest.raises(ValueError, match=r"keys and values need the same length"):
+        online_softmax_attention(q, torch.zeros(1, 5, 2), torch.zeros(1, 4, 2))
+    with pytest.raises(ValueError, match=r"causal attention needs as many queries as keys, got 4 and 6"):
+        online_softmax_attention(q, torch.zeros(1, 6, 2), torch.zeros(1, 6, 2), causal=True)
+    with pytest.raises(ValueError, match=r"q must be a tensor of shape"):
+        online_softmax_attention([1, 2], q, q)

@@ -110,6 +110,52 @@ def naive_attention(q, k, v, mask: torch.Tensor | None = None, return_weights: b
     return (out, weights) if return_weights else out
 
 
+def online_softmax_attention(q, k, v, *, block_size: int = 64, causal: bool = False) -> torch.Tensor:
+    """softmax(QKᵀ/√d)·V computed one block of keys at a time, never holding an ``n × n`` matrix.
+
+    The algorithm of FlashAttention (Dao et al. 2022, Algorithm 1), written for reading rather than
+    speed. For each block of ``block_size`` keys, every query keeps a running maximum ``m`` of its
+    scores, a running sum ``ℓ`` of ``exp(score − m)`` and a running output ``o``; a new block with a
+    larger maximum rescales the old sum and output by ``exp(m_old − m_new)``. After the last block,
+    ``o / ℓ`` equals the softmax-weighted sum exactly (up to rounding). The largest temporary is
+    ``(…, n, block_size)`` scores, so memory grows like ``n · block_size``, not ``n²``.
+
+    ``q, k, v``: ``(…, n, head_dim)`` (keys and values may have their own length); ``causal``: query
+    ``j`` sees keys ``i <= j`` (queries and keys must then have the same length).
+    """
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.dim() < 2:
+            raise ValueError(f"{name} must be a tensor of shape (..., n, head_dim), got "
+                             f"{getattr(t, 'shape', type(t).__name__)}.")
+    if k.shape[-2] != v.shape[-2] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"keys and values need the same length and queries and keys the same head_dim; got "
+                         f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}.")
+    block_size = check_positive_int("block_size", block_size, hint="the number of keys scored at a time, e.g. 64.")
+    if not isinstance(causal, bool):
+        raise ValueError(f"causal must be True or False, got {causal!r}.")
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    if causal and n_q != n_k:
+        raise ValueError(f"causal attention needs as many queries as keys, got {n_q} and {n_k}.")
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    m = q.new_full((*q.shape[:-1], 1), float("-inf"))      # running maximum of each query's scores
+    ell = q.new_zeros((*q.shape[:-1], 1))                    # running sum of exp(score - m)
+    o = q.new_zeros((*q.shape[:-1], v.shape[-1]))            # running (unnormalised) output
+    rows = torch.arange(n_q, device=q.device).unsqueeze(1)
+    for start in range(0, n_k, block_size):
+        stop = min(start + block_size, n_k)
+        s = (q @ k[..., start:stop, :].transpose(-2, -1)) * scale        # (..., n_q, b): one block of scores
+        if causal:
+            s = s.masked_fill(torch.arange(start, stop, device=q.device).unsqueeze(0) > rows, float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))
+        safe = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)   # rows with no key seen yet
+        p = torch.exp(s - safe)
+        correction = torch.exp(m - safe)
+        ell = ell * correction + p.sum(dim=-1, keepdim=True)
+        o = o * correction + p @ v[..., start:stop, :]
+        m = m_new
+    return o / ell
+
+
 def sdpa_attention(q, k, v, mask: torch.Tensor | None = None, backend: str | None = None):
     """``F.scaled_dot_product_attention`` with an optional forced backend (``"math"``, ``"flash"``, …).
 
