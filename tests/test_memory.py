@@ -409,3 +409,19 @@ def test_cuda_oom_edge_of_naive_attention_is_below_its_prediction():
     assert 0 < edge <= max_seq_len(free, 1, 8, 2, overhead=2) + 1
     assert torch.cuda.memory_allocated() < 64 * MIB     # everything was released after the search
 
+
+
+def test_assert_allocation_is_exact_on_the_tested_cpu_and_bounded_elsewhere(monkeypatch):
+    from utils.measure import ALLOCATION_SLACK_BYTES, assert_allocation
+    from utils.torch_support import TESTED_TORCH
+
+    monkeypatch.setattr(torch, "__version__", TESTED_TORCH + "+cpu")
+    assert_allocation(4096, 4096, "cpu")
+    with pytest.raises(AssertionError, match=r"measured 4097 bytes, formula 4096 bytes \(\+1\); expected equal"):
+        assert_allocation(4097, 4096, "cpu")
+    monkeypatch.setattr(torch, "__version__", "2.4.0")           # another release: a bounded excess is fine
+    assert_allocation(4096 + ALLOCATION_SLACK_BYTES, 4096, "cpu")
+    with pytest.raises(AssertionError, match=r"\(-1\); expected between the formula and 10% \+ 2 MiB above it"):
+        assert_allocation(4095, 4096, "cpu")                      # never below the formula
+    with pytest.raises(AssertionError, match=r"expected between"):
+        assert_allocation(2 * 10**8, 10**8, "cuda")               # a GPU is never exact, and 2x is too much

@@ -17,7 +17,8 @@ paths it cannot see (oneDNN RNN kernels, the fused SDPA kernel, the Transformer 
 
 **Memory.** :func:`peak_memory` (peak bytes above the start: the CUDA allocator, or every CPU allocation
 reported to the profiler), :func:`~utils.measure.attention_peak_memory`, :func:`training_peak_memory`,
-:func:`parameter_bytes`; on a GPU :func:`cuda_oom_edge` finds the out-of-memory edge by trying.
+:func:`parameter_bytes`; :func:`assert_allocation` checks a measurement against its formula; on a GPU
+:func:`cuda_oom_edge` finds the out-of-memory edge by trying.
 
 **The guard.** :func:`check_fits` refuses, with a ``ValueError`` that says what to change, a planned
 allocation above a fraction of the memory free now (:func:`free_memory_bytes`); :func:`guard_attention`
@@ -53,7 +54,10 @@ from utils.measure._guard import (
 )
 from utils.measure._memory import (
     ALLOCATION_FAILURE_MESSAGES,
+    ALLOCATION_MARGIN,
+    ALLOCATION_SLACK_BYTES,
     ATTENTION_IMPLS,
+    assert_allocation,
     attention_inputs,
     attention_peak_memory,
     cuda_oom_edge,
@@ -75,7 +79,8 @@ __all__ = [
     # FLOPs and parameters
     "count_flops", "count_flops_by_module", "counting_context", "UncountedFlopsError", "count_parameters",
     # memory
-    "peak_memory", "ATTENTION_IMPLS", "attention_inputs", "attention_peak_memory", "parameter_bytes",
+    "peak_memory", "assert_allocation", "ALLOCATION_MARGIN", "ALLOCATION_SLACK_BYTES",
+    "ATTENTION_IMPLS", "attention_inputs", "attention_peak_memory", "parameter_bytes",
     "training_peak_memory", "ALLOCATION_FAILURE_MESSAGES", "is_allocation_failure", "release_memory",
     "fits_by_trying", "largest_passing", "cuda_oom_edge",
     # the guard
