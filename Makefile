@@ -35,12 +35,14 @@ define build_site
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 endef
 
-.PHONY: help install book test test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
+.PHONY: help install book student grade test test-student test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
 
 help:
 	@echo "make install create .venv (requirements.txt at the versions of requirements.lock, utils editable)"
 	@echo "make book    build the static site into _build/html (sets everything up first)"
-	@echo "make test    run every test: notebook hygiene, lint, utils unit tests, every chapter in a Colab-like environment (nbval), site build and site check"
+	@echo "make student the student edition: notebooks without solutions in _build/student, its site in _build/student-html"
+	@echo "make grade CHAPTER=02_receptive_fields SUBMISSIONS=folder   grade a folder of submitted notebooks (grades.csv)"
+	@echo "make test    run every test: notebook hygiene, lint, utils unit tests and exercise rules, every chapter in a Colab-like environment (nbval), site build and site check, student edition"
 	@echo "make strip   strip notebook outputs (checked cells keep theirs)"
 	@echo "make outputs NB=path.ipynb   re-execute a notebook and store its checked outputs"
 	@echo "make lock    re-pin requirements.lock to the newest releases requirements.txt allows"
@@ -80,6 +82,24 @@ lock:
 	  -r requirements.txt -c .ci/colab-requirements.txt && \
 	$(PYTHON) .ci/lock.py write "$$tmp/venv/bin/python"
 
+# The student edition (CONTRIBUTING.md): otter assign writes each chapter without its solutions, with a check
+# cell per question, and its autograder (_build/student); the student site is the book with those notebooks,
+# showing the outputs of the instructor build's executed chapters (built first when missing).
+student: install
+	@test -d _build/jupyter_execute || $(MAKE) --no-print-directory book
+	$(PY) .ci/exercises.py student --site
+	rm -rf _build/student-site
+	$(VENV)/bin/jupyter-book build _build/student-src -W -n --keep-going --path-output _build/student-site
+	rm -rf _build/student-html && mv _build/student-site/_build/html _build/student-html && rm -rf _build/student-site
+	@echo ""
+	@echo "The student edition: notebooks in $(CURDIR)/_build/student, site in $(CURDIR)/_build/student-html/index.html"
+
+# Grade a folder of submissions of one chapter with otter (no Docker): one row per submission in grades.csv.
+grade: install
+	@test -n "$(CHAPTER)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade CHAPTER=02_receptive_fields SUBMISSIONS=folder" >&2; exit 2; }
+	@test -f _build/student/autograder/$(CHAPTER).zip || $(PY) .ci/exercises.py student
+	$(PY) .ci/exercises.py grade $(CHAPTER) $(SUBMISSIONS)
+
 book: install
 	@$(PY) .ci/set_repository.py --check
 	$(build_site)
@@ -93,7 +113,7 @@ test:
 	@$(MAKE) --no-print-directory -j2 --output-sync=target $(STAMP) $(COLAB_STAMP)
 	@$(MAKE) --no-print-directory test-hygiene test-lint test-utils
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-book NBVAL_WORKERS=1
-	@$(MAKE) --no-print-directory test-site
+	@$(MAKE) --no-print-directory test-site test-student
 	@echo "All tests passed."
 
 # ruff on the package, the tests and the CI scripts; pyflakes (F) on the notebooks' code cells. F821 is off there:
@@ -126,6 +146,13 @@ test-book: install
 # width and linked to their full-size file, no bookkeeping in visible code, no maintainer text, a static
 # figure before every widget. `make test-site SITE_RULES="image-alt figure-legibility"` runs some rules only.
 SITE_RULES ?=
+# The student edition, built from the site test-book built: no solution, hidden test or model answer may
+# appear in its notebooks or its site; the site rules hold there too.
+test-student: install
+	@$(MAKE) --no-print-directory student
+	$(PY) .ci/exercises.py leaks _build/student _build/student-html
+	$(PY) .ci/check_site.py _build/student-html $(foreach r,$(SITE_RULES),--rule $(r))
+
 test-site: install
 	$(PY) .ci/check_site.py _build/html $(foreach r,$(SITE_RULES),--rule $(r))
 
