@@ -145,7 +145,8 @@ def test_the_site_shows_code_without_otter_markers():
         for c in nb["cells"]:
             if c["cell_type"] == "code":
                 exec(exercises.source(c), env)  # noqa: S102
-    assert {k: before[k] for k in ("field", "measured", "design")} == {k: after[k] for k in ("field", "measured", "design")}
+    answers = ("field", "measured", "design")
+    assert {k: before[k] for k in answers} == {k: after[k] for k in answers}
 
 
 def test_grading_reports_each_question_and_survives_bad_submissions(tmp_path):
