@@ -400,20 +400,29 @@ def merge_outputs(nb: dict, executed: pathlib.Path) -> dict:
 
 
 def write_student(site: bool) -> None:
+    """Write the student edition of every chapter; exit 1 if a chapter breaks a rule of CONTRIBUTING.md."""
     shutil.rmtree(STUDENT, ignore_errors=True)
+    problems = []
     for master in chapters():
         rel = master.relative_to(ROOT)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = assign(master, pathlib.Path(tmp) / "dist")
-            nb = student_notebook(out, master.stem)
-            target = STUDENT / rel.parent
-            target.mkdir(parents=True, exist_ok=True)
-            (target / master.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-            grading = STUDENT / "autograder"
-            grading.mkdir(exist_ok=True)
-            for z in (out / "autograder").glob("*.zip"):
-                shutil.copy(z, grading / f"{master.stem}.zip")
-        print(f"student edition: {rel}")
+        info = exercises(json.loads(master.read_text()))
+        found = rule_problems(info)
+        if not found:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = assign(master, pathlib.Path(tmp) / "dist")
+                nb = student_notebook(out, master.stem)
+                found = stub_problems(nb, info, out / "autograder" / "tests")
+                target = STUDENT / rel.parent
+                target.mkdir(parents=True, exist_ok=True)
+                (target / master.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+                grading = STUDENT / "autograder"
+                grading.mkdir(exist_ok=True)
+                for z in (out / "autograder").glob("*.zip"):
+                    shutil.copy(z, grading / f"{master.stem}.zip")
+        problems += [f"{rel}: {p}" for p in found]
+        print(f"{'FAIL' if found else 'ok  '} student edition of {rel}")
+    if problems:
+        raise SystemExit("\n".join(problems))
     if site:
         write_student_site()
 

@@ -47,8 +47,9 @@ def test_fixture_follows_every_rule(tmp_path):
 
 
 @pytest.mark.parametrize("chapter", exercises.chapters(), ids=lambda p: p.stem)
-def test_every_chapter_follows_every_rule(chapter):
-    assert exercises.check(chapter) == []
+def test_every_chapter_follows_the_format(chapter):
+    # the rules read from the notebook; the stubs are checked where make test writes the student edition
+    assert exercises.rule_problems(exercises.exercises(json.loads(chapter.read_text()))) == []
 
 
 def test_a_question_without_hidden_test_is_refused(tmp_path):
