@@ -141,8 +141,9 @@ def _seeded(seed: int):
 def serial_time_estimate(per_step: float, steps: int) -> float:
     """The back-of-envelope latency ``per_step * steps`` (same unit as ``per_step``).
 
-    This is the arithmetic of the seed article ("0.3 ms per step × 512 steps ≈ 154 ms"); it assumes
-    every sequential step costs the same, which measurements show to be false across families.
+    This is the arithmetic of the path-length source article, "Compare CNN, RNN, LSTM, and Transformer
+    via Path Length and Resource Complexity" ("0.3 ms per step × 512 steps ≈ 154 ms"); it assumes every
+    sequential step costs the same, which measurements show to be false across families.
     """
     per_step = check_positive_float("per_step", per_step)
     steps = check_positive_int("steps", steps)
