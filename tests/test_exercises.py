@@ -175,3 +175,16 @@ def test_grading_reports_each_question_and_survives_bad_submissions(tmp_path):
     assert (rows["bad.ipynb"]["fx-field"], rows["bad.ipynb"]["fx-predict"], rows["bad.ipynb"]["fx-design"]) == (0, 0, 2)
     assert "NotJSONError" in rows["unreadable.ipynb"]["error"]
     assert (subs / "grades.csv").read_text().count("\n") == 4
+
+
+def test_the_chapter_table_counts_exercises_points_and_words():
+    facts = course_site.chapter_facts(FIXTURE)
+    assert (facts["exercises"], facts["questions"], facts["manual"], facts["points"]) == (3, 4, 1, 9)
+    assert facts["words"] > 20 and facts["reading_min"] == facts["words"] / course_site.WORDS_PER_MINUTE
+
+
+def test_every_chapter_has_a_measured_run_time_under_a_minute():
+    times = json.loads((ROOT / "book" / "appendix" / "instructor" / "chapter_times.json").read_text())
+    chapters = {str(p.relative_to(ROOT).with_suffix("")) for p in exercises.chapters()}
+    assert set(times["chapters"]) == chapters, "run python .ci/chapter_times.py after adding a chapter"
+    assert max(times["chapters"].values()) <= 60 and times["machine"]["cores"] <= 2
