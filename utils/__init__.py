@@ -23,6 +23,7 @@ module              concept                                                     
 ``positional``      sinusoidal positional encoding and its offset property                      I.4–5
 ``sequential``      forward time vs n of matched backbones; serial vs batched steps             I.3
 ``scratch``         the three families from scratch, checked against torch.nn                   O
+``article_models``  the first article's example models, run and examined                        O
 ``tasks``           synthetic copy and bracket tasks with a controlled dependency distance      I.6
 ``train``           one seeded training loop; the learnability lab                              I.6
 ``choose``          both axes at once: profile each family on a workload and rank it            III.1
