@@ -28,6 +28,8 @@ OUT = ROOT / "book" / "appendix" / "instructor" / "chapter_times.json"
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=1, help="runs per chapter; the fastest is kept")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="measure only these chapters (paths); keep the stored times of the others")
     args = parser.parse_args(argv)
     import nbformat
     import torch
@@ -36,9 +38,13 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT / ".ci"))
     from toc_notebooks import toc_notebooks
 
+    stored = json.loads(OUT.read_text())["chapters"] if args.only and OUT.exists() else {}
     times = {}
     for rel in toc_notebooks():
         if "/appendix/" in rel:
+            continue
+        if args.only is not None and rel not in args.only and rel.removesuffix(".ipynb") in stored:
+            times[rel.removesuffix(".ipynb")] = stored[rel.removesuffix(".ipynb")]
             continue
         best = float("inf")
         for _ in range(args.repeats):

@@ -387,7 +387,9 @@ def normalise(text: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 def merge_outputs(nb: dict, executed: pathlib.Path) -> dict:
-    """Give the student notebook the outputs of the instructor build's executed chapter (same cell ids)."""
+    """Give NB the outputs of the instructor build's executed chapter (same cell ids), and the numbers the
+    prose quotes: myst-nb keeps those apart (``<chapter>.glue.json``), so they return as the outputs of one
+    removed cell at the end, where myst-nb's glue finds them."""
     if not executed.exists():
         return nb
     by_id = {c.get("id"): c for c in json.loads(executed.read_text())["cells"]}
@@ -396,6 +398,15 @@ def merge_outputs(nb: dict, executed: pathlib.Path) -> dict:
         if c["cell_type"] == "code" and done is not None and "otter_answer_cell" not in tags(c):
             c["outputs"] = done.get("outputs", [])
             c["execution_count"] = done.get("execution_count")
+    glue_file = executed.with_suffix(".glue.json")
+    if glue_file.exists():
+        outputs = []
+        for output in json.loads(glue_file.read_text()).values():
+            prefix = output.get("metadata", {}).get("scrapbook", {}).get("mime_prefix", "")
+            outputs.append(dict(output, data={prefix + k: v for k, v in output.get("data", {}).items()}))
+        nb["cells"].append({"cell_type": "code", "id": "glue-data", "metadata": {"tags": ["remove-cell"]},
+                            "execution_count": None, "outputs": outputs,
+                            "source": "# the numbers quoted in the text"})
     return nb
 
 
@@ -439,8 +450,8 @@ def write_student_site() -> None:
         (STUDENT_SRC / rel).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     for nb in (ROOT / "book" / "appendix").glob("*.ipynb"):
         rel = nb.relative_to(ROOT)
-        executed = EXECUTED / rel
-        shutil.copy(executed if executed.exists() else nb, STUDENT_SRC / rel)
+        data = merge_outputs(json.loads(nb.read_text()), EXECUTED / rel)
+        (STUDENT_SRC / rel).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["title"] = config["title"] + " (student edition)"
     config["execute"]["execute_notebooks"] = "off"
