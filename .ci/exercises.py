@@ -135,7 +135,7 @@ def read_test(code: str) -> dict:
 def exercises(nb: dict) -> dict:
     """Questions, exercise labels, fences and quiz of a master notebook, checked against the format."""
     cells = nb["cells"]
-    questions, stack, labels = [], [], []
+    questions, stack, labels, public = [], [], [], []
     in_fence, problems = None, []
     for i, cell in enumerate(cells):
         text = source(cell)
@@ -167,9 +167,12 @@ def exercises(nb: dict) -> dict:
                     stack.pop()
             continue
         block = stack[-1] if stack else None
+        if block is None or block == "QUESTION" or (block == "TESTS" and not read_test(text)["hidden"]):
+            public.append(SOLUTION_LINES.sub("", text))
         if block == "SOLUTION":
             q = questions[-1]
             if cell["cell_type"] == "code":
+                public.append(SOLUTION_LINES.sub("", text))   # the prompt and the lines around it
                 q["solution_code"].append(text)
                 q["prompt"] += prompt_names(text)
             else:
@@ -182,7 +185,7 @@ def exercises(nb: dict) -> dict:
                             "# BEGIN SOLUTION block, so it would reach the student")
     if stack:
         problems.append(f"unclosed otter blocks at the end: {stack}")
-    return {"questions": questions, "labels": labels, "problems": problems, "quiz": quiz(cells)}
+    return {"questions": questions, "labels": labels, "problems": problems, "quiz": quiz(cells), "public": public}
 
 
 def quiz(cells) -> list[dict]:
@@ -355,8 +358,10 @@ def leak_strings(info: dict) -> list[str]:
                 out += [line.strip() for line in t["body"].splitlines()[1:]]
         for md in q["solution_md"]:
             out += [s.strip() for s in re.split(r"(?<=[.:;])\s+|\n", md)]
-    # short or generic lines (`return x`, `import math`) prove nothing
-    return sorted({s for s in out if len(s) >= 24 and not s.startswith(("import ", "from ", "#"))})
+    # short or generic lines (`return x`, `import math`) prove nothing, nor do lines the chapter shows anyway
+    public = normalise(json.dumps(info.get("public", [])))
+    return sorted({s for s in out if len(s) >= 24 and not s.startswith(("import ", "from ", "#"))
+                   and normalise(s) not in public})
 
 
 def check(master: pathlib.Path) -> list[str]:
@@ -374,11 +379,13 @@ def check(master: pathlib.Path) -> list[str]:
     return [f"{master.relative_to(ROOT)}: {p}" for p in problems]
 
 
-def normalise(text: str) -> str:
-    """Whitespace-free, unescaped text, so a code line matches inside JSON and highlighted HTML alike."""
+def normalise(text: str, markup: bool = False) -> str:
+    """Whitespace-free text, so a code line matches inside JSON and highlighted HTML alike. With
+    ``markup`` (an HTML page) the tags go and the entities are unescaped; elsewhere a ``<`` is code."""
     if text.startswith("["):
         text = " ".join(json.loads(text))
-    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    if markup:
+        text = html.unescape(re.sub(r"<[^>]+>", "", text))
     return re.sub(r"\s+", "", text)
 
 
@@ -478,8 +485,9 @@ def leaks(dirs: list[pathlib.Path], masters: list[pathlib.Path] | None = None) -
         for f in sorted(d.rglob("*")):
             if f.suffix not in {".ipynb", ".html", ".txt", ".js", ".md"} or not f.is_file():
                 continue
-            text = normalise(f.read_text(errors="replace"))
-            found += [f"{f}: {stem}: {s!r}" for stem, s in secrets if normalise(s) in text]
+            markup = f.suffix == ".html"
+            text = normalise(f.read_text(errors="replace"), markup)
+            found += [f"{f}: {stem}: {s!r}" for stem, s in secrets if normalise(s, markup) in text]
     return found
 
 

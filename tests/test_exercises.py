@@ -135,6 +135,15 @@ def test_a_planted_solution_line_is_found(tmp_path):
     assert sorted(pathlib.Path(f.split(":")[0]).name for f in found) == ["answer.html", "page.html"]
 
 
+def test_a_solution_line_the_chapter_also_shows_is_no_secret():
+    nb = load()
+    nb["cells"].insert(1, {"cell_type": "code", "id": "body", "metadata": {}, "execution_count": None,
+                           "outputs": [], "source": "field = 1 + (3 - 1) * 10   # the chapter's own example"})
+    secrets = exercises.leak_strings(exercises.exercises(nb))
+    assert "field = 1 + (3 - 1) * 10" not in secrets
+    assert "field = 1 + (3 - 1) * 10" in exercises.leak_strings(exercises.exercises(load()))
+
+
 def test_the_site_shows_code_without_otter_markers():
     stripped = course_site.strip_otter(load())
     text = json.dumps(stripped)
@@ -188,3 +197,27 @@ def test_every_chapter_has_a_measured_run_time_under_a_minute():
     chapters = {str(p.relative_to(ROOT).with_suffix("")) for p in exercises.chapters()}
     assert set(times["chapters"]) == chapters, "run python .ci/chapter_times.py after adding a chapter"
     assert max(times["chapters"].values()) <= 60 and times["machine"]["cores"] <= 2
+
+
+def test_a_student_runs_the_notebook_and_each_check_answers(tmp_path):
+    # the student's path: the notebook alone in a folder, run top to bottom in a kernel; blank answers fail
+    # their check with its message, a right answer passes
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    out = exercises.assign(FIXTURE, tmp_path / "dist")
+    student = exercises.student_notebook(out, FIXTURE.stem)
+    for c in student["cells"]:
+        if exercises.source(c).startswith("design = ..."):
+            c["source"] = "design = {'family': 'cnn', 'layers': 12}"
+    folder = tmp_path / "student"
+    folder.mkdir()
+    nb = nbformat.reads(json.dumps(student), as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(folder)}}).execute()
+    shown = {}
+    for c in nb.cells:
+        if c.cell_type == "code" and c.source.startswith("grader.check("):
+            shown[c.source] = "".join(o.get("data", {}).get("text/plain", "") for o in c.outputs)
+    assert "field must be an int" in shown['grader.check("fx-field")']
+    assert "Test case failed" in shown['grader.check("fx-predict")']
+    assert "All test cases passed" in shown['grader.check("fx-design")']
