@@ -24,9 +24,12 @@ module              concept                                                     
 ``sequential``      forward time vs n of matched backbones; serial vs batched steps             I.3
 ``scratch``         the three families from scratch, checked against torch.nn                   O
 ``article_models``  the first article's example models, run and examined                        O
+``datashape``       the first article's data-shape → family table and decision flow, as data    O
+``datasets``        small real data from installed packages: digits, an EEG trace, stdlib text  O
 ``tasks``           synthetic copy and bracket tasks with a controlled dependency distance      I.6
 ``train``           one seeded training loop; the learnability lab                              I.6
 ``choose``          both axes at once: profile each family on a workload and rank it            III.1
+``baselines``       the playbook: one baseline per family at one budget; quality, latency, cost  O, III
 ``env``             the device: description, CPU vs GPU sweep sizes, reference data             all
 ``plotting``        log-log plots with fitted slopes, shared colours                            I, II, III
 ``report``          numbers for the prose: glue on the site, a table in Jupyter and Colab       all
