@@ -35,7 +35,7 @@ define build_site
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 endef
 
-.PHONY: help install book student grade test test-student test-editions test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
+.PHONY: help install book student grade test test-student test-student-site test-notebooks-lane test-book-lane student-site check-student test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
 
 help:
 	@echo "make install create .venv (requirements.txt at the versions of requirements.lock, utils editable)"
@@ -87,12 +87,17 @@ lock:
 # showing the outputs of the instructor build's executed chapters (built first when missing).
 student: install
 	@test -d _build/jupyter_execute || $(MAKE) --no-print-directory book
-	$(PY) .ci/exercises.py student --site
+	$(PY) .ci/exercises.py student
+	@$(MAKE) --no-print-directory student-site
+	@echo ""
+	@echo "The student edition: notebooks in $(CURDIR)/_build/student, site in $(CURDIR)/_build/student-html/index.html"
+
+# The student site alone, from the notebooks in _build/student and the executed chapters of the site build.
+student-site: install
+	$(PY) .ci/exercises.py site
 	rm -rf _build/student-site
 	$(VENV)/bin/jupyter-book build _build/student-src -W -n --keep-going --path-output _build/student-site
 	rm -rf _build/student-html && mv _build/student-site/_build/html _build/student-html && rm -rf _build/student-site
-	@echo ""
-	@echo "The student edition: notebooks in $(CURDIR)/_build/student, site in $(CURDIR)/_build/student-html/index.html"
 
 # Grade a folder of submissions of one chapter with otter (no Docker): one row per submission in grades.csv.
 grade: install
@@ -112,13 +117,21 @@ book: install
 test:
 	@$(MAKE) --no-print-directory -j2 --output-sync=target $(STAMP) $(COLAB_STAMP)
 	@$(MAKE) --no-print-directory test-hygiene test-lint test-utils
-	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks test-editions NBVAL_WORKERS=1
+	rm -rf _build
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks-lane test-book-lane NBVAL_WORKERS=1
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-student-site
 	@echo "All tests passed."
 
-# One lane of make test: the instructor site is built and checked, then the student edition is built from it.
-test-editions:
+# The two lanes of make test, one core each. One: every chapter under nbval, then the student notebooks
+# (otter assign, each stub run against its public tests). Two: the instructor site, built and checked.
+# After both: the student site, from those notebooks and that build.
+test-notebooks-lane:
+	@$(MAKE) --no-print-directory test-notebooks
+	$(PY) .ci/exercises.py student
+
+test-book-lane:
 	@$(MAKE) --no-print-directory test-book
-	@$(MAKE) --no-print-directory test-site test-student
+	@$(MAKE) --no-print-directory test-site
 
 # ruff on the package, the tests and the CI scripts; pyflakes (F) on the notebooks' code cells. F821 is off there:
 # two chapters free memory with `del` after a closure that used the names, which pyflakes misreads.
@@ -141,8 +154,9 @@ test-utils: install
 test-notebooks: install $(COLAB_STAMP)
 	$(PY) .ci/colab_run.py $(COLAB_VENV)/bin/python --workers $(NBVAL_WORKERS)
 
+# A fresh build of the site (what Jupyter Book writes is removed first; _build/student is left alone).
 test-book: install
-	rm -rf _build
+	rm -rf _build/html _build/jupyter_execute _build/.doctrees _build/.jupyter_cache
 	$(build_site)
 
 # The built site as a reader gets it, parsed without a browser (after test-book or make book): no remote
@@ -154,6 +168,14 @@ SITE_RULES ?=
 # appear in its notebooks or its site; the site rules hold there too.
 test-student: install
 	@$(MAKE) --no-print-directory student
+	@$(MAKE) --no-print-directory check-student
+
+# In make test the student notebooks come from the nbval lane; only the site is left to build and check.
+test-student-site: install
+	@$(MAKE) --no-print-directory student-site
+	@$(MAKE) --no-print-directory check-student
+
+check-student: install
 	$(PY) .ci/exercises.py leaks _build/student _build/student-html
 	$(PY) .ci/check_site.py _build/student-html $(foreach r,$(SITE_RULES),--rule $(r))
 

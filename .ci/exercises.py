@@ -3,6 +3,7 @@
     python .ci/exercises.py check NB...          otter assign each notebook and check the exercise rules
     python .ci/exercises.py student [--site]     write the student notebooks to _build/student/ and, with
                                                  --site, the student site source to _build/student-src/
+    python .ci/exercises.py site                 only the student site source, from _build/student/
     python .ci/exercises.py leaks DIR...         fail if a solution, hidden test or model answer of any
                                                  chapter appears in a file under DIR (notebooks, HTML)
     python .ci/exercises.py grade STEM DIR       grade every submission DIR/*.ipynb of chapter STEM with
@@ -533,6 +534,7 @@ def main(argv=None) -> int:
     p.add_argument("notebooks", nargs="*", type=pathlib.Path)
     p = sub.add_parser("student")
     p.add_argument("--site", action="store_true")
+    sub.add_parser("site")
     p = sub.add_parser("leaks")
     p.add_argument("dirs", nargs="+", type=pathlib.Path)
     p = sub.add_parser("grade")
@@ -550,6 +552,11 @@ def main(argv=None) -> int:
         return 1 if problems else 0
     if args.command == "student":
         write_student(args.site)
+        return 0
+    if args.command == "site":
+        if not STUDENT.exists():
+            raise SystemExit("no student notebooks in _build/student: run `python .ci/exercises.py student` first")
+        write_student_site()
         return 0
     if args.command == "leaks":
         found = leaks(args.dirs)

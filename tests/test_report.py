@@ -64,6 +64,17 @@ def test_in_the_book_build_it_calls_myst_nb(monkeypatch, shell):
     assert report._pending == []
 
 
+def test_numpy_scalars_reach_the_prose_as_python_numbers(monkeypatch, shell):
+    import numpy as np
+    calls = []
+    monkeypatch.setenv("COURSE_BOOK_BUILD", "1")
+    monkeypatch.setitem(sys.modules, "myst_nb", types.SimpleNamespace(glue=lambda *a, **k: calls.append(a)))
+    report.glue("p9_acc", np.float64(0.5))
+    report.glue("p9_n", np.int64(3))
+    assert calls == [("p9_acc", 0.5), ("p9_n", 3)]
+    assert [type(v) for _, v in calls] == [float, int]
+
+
 def test_plain_python_records_nothing(monkeypatch):
     monkeypatch.setattr(report, "_shell", lambda: None)
     monkeypatch.setattr(report, "_pending", [])

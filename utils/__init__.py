@@ -29,7 +29,7 @@ module              concept                                                     
 ``tasks``           synthetic copy and bracket tasks with a controlled dependency distance      I.6
 ``train``           one seeded training loop; the learnability lab                              I.6
 ``choose``          both axes at once: profile each family on a workload and rank it            III.1
-``baselines``       the playbook: one baseline per family at one budget; quality, latency, cost  O, III
+``baselines``       the playbook: a baseline per family at one budget; quality, latency, cost   O, III
 ``env``             the device: description, CPU vs GPU sweep sizes, reference data             all
 ``plotting``        log-log plots with fitted slopes, shared colours                            I, II, III
 ``report``          numbers for the prose: glue on the site, a table in Jupyter and Colab       all

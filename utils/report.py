@@ -107,6 +107,9 @@ def glue(name: str, value, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"glue name must be an identifier such as 'p2c02_attn_mib', got {name!r}.")
+    # a NumPy scalar prints as ``np.float64(0.88)``, which a ``{glue:text}`:.2f``` format cannot read
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()
     if in_book_build():
         from myst_nb import glue as myst_glue
 
