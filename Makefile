@@ -35,7 +35,7 @@ define build_site
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 endef
 
-.PHONY: help install book student grade test test-student test-student-site test-notebooks-lane test-book-lane student-site check-student test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
+.PHONY: help install book student grade test test-student test-notebooks-lane test-book-lane student-site check-student test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
 
 help:
 	@echo "make install create .venv (requirements.txt at the versions of requirements.lock, utils editable)"
@@ -93,8 +93,9 @@ student: install
 	@echo "The student edition: notebooks in $(CURDIR)/_build/student, site in $(CURDIR)/_build/student-html/index.html"
 
 # The student site alone, from the notebooks in _build/student and the executed chapters of the site build.
+STUDENT_SITE_WAIT ?= 0
 student-site: install
-	$(PY) .ci/exercises.py site
+	$(PY) .ci/exercises.py site --wait $(STUDENT_SITE_WAIT)
 	rm -rf _build/student-site
 	$(VENV)/bin/jupyter-book build _build/student-src -W -n --keep-going --path-output _build/student-site
 	rm -rf _build/student-html && mv _build/student-site/_build/html _build/student-html && rm -rf _build/student-site
@@ -119,18 +120,20 @@ test:
 	@$(MAKE) --no-print-directory test-hygiene test-lint test-utils
 	rm -rf _build
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks-lane test-book-lane NBVAL_WORKERS=1
-	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-student-site
 	@echo "All tests passed."
 
 # The two lanes of make test, one core each. One: every chapter under nbval, then the student notebooks
-# (otter assign, each stub run against its public tests). Two: the instructor site, built and checked.
-# After both: the student site, from those notebooks and that build.
+# (otter assign, each stub run against its public tests), then the student site, built as soon as the other
+# lane's site build has executed every chapter (its outputs are the student site's), and checked.
+# Two: the instructor site, built and checked.
 test-notebooks-lane:
 	@$(MAKE) --no-print-directory test-notebooks
 	$(PY) .ci/exercises.py student
+	@$(MAKE) --no-print-directory student-site STUDENT_SITE_WAIT=900
+	@$(MAKE) --no-print-directory check-student
 
 test-book-lane:
-	@$(MAKE) --no-print-directory test-book
+	@$(MAKE) --no-print-directory test-book || { mkdir -p _build && touch _build/site-build-failed; exit 1; }
 	@$(MAKE) --no-print-directory test-site
 
 # ruff on the package, the tests and the CI scripts; pyflakes (F) on the notebooks' code cells. F821 is off there:
@@ -168,11 +171,6 @@ SITE_RULES ?=
 # appear in its notebooks or its site; the site rules hold there too.
 test-student: install
 	@$(MAKE) --no-print-directory student
-	@$(MAKE) --no-print-directory check-student
-
-# In make test the student notebooks come from the nbval lane; only the site is left to build and check.
-test-student-site: install
-	@$(MAKE) --no-print-directory student-site
 	@$(MAKE) --no-print-directory check-student
 
 check-student: install

@@ -3,7 +3,9 @@
     python .ci/exercises.py check NB...          otter assign each notebook and check the exercise rules
     python .ci/exercises.py student [--site]     write the student notebooks to _build/student/ and, with
                                                  --site, the student site source to _build/student-src/
-    python .ci/exercises.py site                 only the student site source, from _build/student/
+    python .ci/exercises.py site [--wait S]      only the student site source, from _build/student/; with
+                                                 --wait, first wait up to S seconds for the site build
+                                                 (running beside it) to have executed every chapter
     python .ci/exercises.py leaks DIR...         fail if a solution, hidden test or model answer of any
                                                  chapter appears in a file under DIR (notebooks, HTML)
     python .ci/exercises.py grade STEM DIR       grade every submission DIR/*.ipynb of chapter STEM with
@@ -476,6 +478,34 @@ def write_student_site() -> None:
     (STUDENT_SRC / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False, allow_unicode=True))
 
 
+def executed_missing() -> list[pathlib.Path]:
+    """The executed notebooks (and their glued numbers) the student site needs that the site build has not
+    written yet: myst-nb writes both as soon as it has run a chapter, long before the pages are written."""
+    import sys as _sys  # noqa: PLC0415
+    _sys.path.insert(0, str(ROOT / ".ci"))
+    from toc_notebooks import toc_notebooks  # noqa: PLC0415
+    missing = []
+    for rel in toc_notebooks():
+        done = EXECUTED / rel
+        glued = "glue(" in (ROOT / rel).read_text()
+        if not done.exists() or (glued and not done.with_suffix(".glue.json").exists()):
+            missing.append(done)
+    return missing
+
+
+def wait_for_executed(timeout_s: float) -> None:
+    import time  # noqa: PLC0415
+    deadline = time.monotonic() + timeout_s
+    while missing := executed_missing():
+        if (BUILD / "site-build-failed").exists():
+            raise SystemExit("the site build failed: no executed chapters to build the student site from")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the site build has not executed {len(missing)} chapters after {timeout_s:.0f} s: "
+                             + ", ".join(str(m.relative_to(ROOT)) for m in missing[:3]))
+        time.sleep(2)
+    time.sleep(2)  # the last glue file is written right after its notebook
+
+
 def leaks(dirs: list[pathlib.Path], masters: list[pathlib.Path] | None = None) -> list[str]:
     """Every file under DIRS that holds a solution line, hidden test line or model answer of MASTERS."""
     secrets = []
@@ -534,7 +564,8 @@ def main(argv=None) -> int:
     p.add_argument("notebooks", nargs="*", type=pathlib.Path)
     p = sub.add_parser("student")
     p.add_argument("--site", action="store_true")
-    sub.add_parser("site")
+    p = sub.add_parser("site")
+    p.add_argument("--wait", type=float, default=0.0)
     p = sub.add_parser("leaks")
     p.add_argument("dirs", nargs="+", type=pathlib.Path)
     p = sub.add_parser("grade")
@@ -556,6 +587,8 @@ def main(argv=None) -> int:
     if args.command == "site":
         if not STUDENT.exists():
             raise SystemExit("no student notebooks in _build/student: run `python .ci/exercises.py student` first")
+        if args.wait:
+            wait_for_executed(args.wait)
         write_student_site()
         return 0
     if args.command == "leaks":
