@@ -78,10 +78,15 @@ def tags(cell) -> list[str]:
     return cell.get("metadata", {}).get("tags", [])
 
 
-def chapters() -> list[pathlib.Path]:
+def toc() -> list[str]:
+    """Every notebook of _toc.yml, relative to the repository (.ci/toc_notebooks.py)."""
     sys.path.insert(0, str(ROOT / ".ci"))
     from toc_notebooks import toc_notebooks  # noqa: PLC0415
-    return [ROOT / p for p in toc_notebooks() if "/appendix/" not in p]
+    return toc_notebooks()
+
+
+def chapters() -> list[pathlib.Path]:
+    return [ROOT / p for p in toc() if "/appendix/" not in p]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -481,11 +486,8 @@ def write_student_site() -> None:
 def executed_missing() -> list[pathlib.Path]:
     """The executed notebooks (and their glued numbers) the student site needs that the site build has not
     written yet: myst-nb writes both as soon as it has run a chapter, long before the pages are written."""
-    import sys as _sys  # noqa: PLC0415
-    _sys.path.insert(0, str(ROOT / ".ci"))
-    from toc_notebooks import toc_notebooks  # noqa: PLC0415
     missing = []
-    for rel in toc_notebooks():
+    for rel in toc():
         done = EXECUTED / rel
         glued = "glue(" in (ROOT / rel).read_text()
         if not done.exists() or (glued and not done.with_suffix(".glue.json").exists()):
