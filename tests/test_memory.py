@@ -425,3 +425,21 @@ def test_assert_allocation_is_exact_on_the_tested_cpu_and_bounded_elsewhere(monk
         assert_allocation(4095, 4096, "cpu")                      # never below the formula
     with pytest.raises(AssertionError, match=r"expected between"):
         assert_allocation(2 * 10**8, 10**8, "cuda")               # a GPU is never exact, and 2x is too much
+
+
+def test_saved_activation_bytes_counts_what_autograd_keeps():
+    from utils.measure import saved_activation_bytes
+
+    x = torch.randn(5, 4)
+    assert saved_activation_bytes(torch.nn.Linear(4, 3), x) == x.nbytes            # the input, for the weight grad
+    two = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+    # the input, and tanh's output: tanh keeps it for its own backward, and the second layer keeps it as its
+    # input (one storage, counted once)
+    assert saved_activation_bytes(two, x) == x.nbytes + 5 * 6 * 4
+    frozen = torch.nn.Linear(4, 3).requires_grad_(False)
+    with pytest.raises(ValueError, match="requires a gradient"):
+        saved_activation_bytes(frozen, x)
+    with pytest.raises(ValueError, match="nn.Module"):
+        saved_activation_bytes(lambda t: t, x)
+    with pytest.raises(ValueError, match="inputs"):
+        saved_activation_bytes(torch.nn.Linear(4, 3))

@@ -17,6 +17,8 @@ paths it cannot see (oneDNN RNN kernels, the fused SDPA kernel, the Transformer 
 
 **Memory.** :func:`peak_memory` (peak bytes above the start: the CUDA allocator, or every CPU allocation
 reported to the profiler), :func:`~utils.measure.attention_peak_memory`, :func:`training_peak_memory`,
+:func:`saved_activation_bytes` (what autograd keeps for the backward pass), :func:`steady_training_memory`
+(a training step once the optimizer state exists),
 :func:`parameter_bytes`; :func:`assert_allocation` checks a measurement against its formula; on a GPU
 :func:`cuda_oom_edge` finds the out-of-memory edge by trying.
 
@@ -67,6 +69,8 @@ from utils.measure._memory import (
     parameter_bytes,
     peak_memory,
     release_memory,
+    saved_activation_bytes,
+    steady_training_memory,
     training_peak_memory,
 )
 from utils.measure._roofline import Roofline, copy_bandwidth_bytes_per_s, matmul_peak_flops_per_s, measure_roofline
@@ -81,7 +85,8 @@ __all__ = [
     # memory
     "peak_memory", "assert_allocation", "ALLOCATION_MARGIN", "ALLOCATION_SLACK_BYTES",
     "ATTENTION_IMPLS", "attention_inputs", "attention_peak_memory", "parameter_bytes",
-    "training_peak_memory", "ALLOCATION_FAILURE_MESSAGES", "is_allocation_failure", "release_memory",
+    "training_peak_memory", "saved_activation_bytes", "steady_training_memory",
+    "ALLOCATION_FAILURE_MESSAGES", "is_allocation_failure", "release_memory",
     "fits_by_trying", "largest_passing", "cuda_oom_edge",
     # the guard
     "FALLBACK_FREE_CPU_BYTES", "GUARD_MIN_BYTES", "free_memory_bytes", "check_fits", "guard_attention", "guard_large",

@@ -153,6 +153,70 @@ def parameter_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
+def steady_training_memory(model: nn.Module, x: torch.Tensor, device="cpu", fraction: float = 0.5,
+                           limit_bytes: int | None = None, planned_bytes: int | None = None) -> int:
+    """Peak bytes of a training step in steady state: weights + Adam state + the peak of
+    ``zero_grad → forward → loss → backward → step`` (gradients, saved activations, temporaries).
+
+    Unlike :func:`training_peak_memory`, whose fresh Adam creates its state after the activations are
+    freed, this runs one step first, so that the optimizer state exists during the measured step, as it
+    does on every step of a real training run. ``planned_bytes`` (default: 16 × the parameters + 40 × the
+    input) is checked by the guard first. ``model`` and ``x`` must already be on ``device``; the model's
+    weights change (two Adam steps) and its gradients are left cleared.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}.")
+    params = parameter_bytes(model)
+    if planned_bytes is None:
+        planned_bytes = 16 * params + 40 * x.numel() * x.element_size()
+    check_fits(int(planned_bytes), device, fraction, limit_bytes, what="the training step")
+    optimizer = torch.optim.Adam(model.parameters())
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        model(x).float().square().mean().backward()
+        optimizer.step()
+
+    step()
+    optimizer.zero_grad(set_to_none=True)
+    state = sum(t.nbytes for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t) and t.dim() > 0)
+    peak = peak_memory(step, device)
+    optimizer.zero_grad(set_to_none=True)
+    return params + state + peak
+
+
+def saved_activation_bytes(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """Bytes of the tensors autograd saves for the backward pass of ``model(*inputs)``: the activations
+    a training step must keep between its forward and its backward pass.
+
+    Counted with ``torch.autograd.graph.saved_tensors_hooks`` during one forward pass: every saved tensor's
+    storage once (views of one storage count once), the inputs included when a layer keeps them,
+    the parameters left out (they exist anyway). Nothing is allocated beyond the forward pass itself;
+    its output is discarded.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}.")
+    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise ValueError("give the model's inputs as tensors: saved_activation_bytes(model, x).")
+    if not any(p.requires_grad for p in model.parameters()) and not any(t.requires_grad for t in inputs):
+        raise ValueError("nothing requires a gradient, so autograd saves nothing: call model.train() with "
+                         "parameters that require grad, or pass inputs with requires_grad=True.")
+    exclude = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.device.type != "meta":
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in exclude:
+                saved[storage.data_ptr()] = max(saved.get(storage.data_ptr(), 0), storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(*inputs)
+    del out
+    return sum(saved.values())
+
+
 def training_peak_memory(model: nn.Module, x: torch.Tensor, device="cpu", fraction: float = 0.5,
                          limit_bytes: int | None = None, planned_bytes: int | None = None) -> dict:
     """Peak memory of inference vs one training step (forward + backward + Adam) of ``model`` on ``x``.
