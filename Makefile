@@ -35,7 +35,7 @@ define build_site
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 endef
 
-.PHONY: help install book student grade test test-student test-notebooks-lane test-book-lane student-site check-student test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
+.PHONY: help install book student grade test test-student test-student-lane test-book-lane student-site check-student test-lint test-utils test-hygiene test-notebooks test-book test-site test-browser test-gpu strip outputs lock clean
 
 help:
 	@echo "make install create .venv (requirements.txt at the versions of requirements.lock, utils editable)"
@@ -94,8 +94,9 @@ student: install
 
 # The student site alone, from the notebooks in _build/student and the executed chapters of the site build.
 STUDENT_SITE_WAIT ?= 0
+STUDENT_SITE_EXECUTED ?=
 student-site: install
-	$(PY) .ci/exercises.py site --wait $(STUDENT_SITE_WAIT)
+	$(PY) .ci/exercises.py site --wait $(STUDENT_SITE_WAIT) $(if $(STUDENT_SITE_EXECUTED),--executed $(STUDENT_SITE_EXECUTED))
 	rm -rf _build/student-site
 	$(VENV)/bin/jupyter-book build _build/student-src -W -n --keep-going --path-output _build/student-site
 	rm -rf _build/student-html && mv _build/student-site/_build/html _build/student-html && rm -rf _build/student-site
@@ -112,29 +113,30 @@ book: install
 	@echo ""
 	@echo "The book is built: open $(CURDIR)/_build/html/index.html in a browser."
 
-# Both environments are installed side by side; then the quick checks; then the two notebook runs (nbval in
-# the Colab-like environment, and the site build) each execute every notebook once, one kernel at a time;
-# they run side by side, one core each, with one torch thread per kernel.
+# Both environments are installed side by side; then the quick checks; then every chapter runs once, under
+# nbval in the Colab-like environment, on both cores (one torch thread per kernel), and what nbval ran is
+# kept (_build/executed); then, side by side, the instructor site and the student edition are built from
+# those executed chapters (no second execution) and checked.
+EXECUTED := _build/executed
 test:
 	@$(MAKE) --no-print-directory -j2 --output-sync=target $(STAMP) $(COLAB_STAMP)
 	@$(MAKE) --no-print-directory test-hygiene test-lint test-utils
 	rm -rf _build
-	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-notebooks-lane test-book-lane NBVAL_WORKERS=1
+	@$(MAKE) --no-print-directory test-notebooks NBVAL_WORKERS=2 NBVAL_EXECUTED=$(EXECUTED)
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target test-book-lane test-student-lane
 	@echo "All tests passed."
 
-# The two lanes of make test, one core each. One: every chapter under nbval, then the student notebooks
-# (otter assign, each stub run against its public tests), then the student site, built as soon as the other
-# lane's site build has executed every chapter (its outputs are the student site's), and checked.
-# Two: the instructor site, built and checked.
-test-notebooks-lane:
-	@$(MAKE) --no-print-directory test-notebooks
-	$(PY) .ci/exercises.py student
-	@$(MAKE) --no-print-directory student-site STUDENT_SITE_WAIT=900
-	@$(MAKE) --no-print-directory check-student
-
+# The two lanes after nbval, one core each. One: the instructor site, built from the executed chapters and
+# checked. Two: the student notebooks (otter assign, each stub run against its public tests), the student
+# site from them with the executed chapters' outputs, and its checks (no leak, the site rules).
 test-book-lane:
-	@$(MAKE) --no-print-directory test-book || { mkdir -p _build && touch _build/site-build-failed; exit 1; }
+	@$(MAKE) --no-print-directory test-book
 	@$(MAKE) --no-print-directory test-site
+
+test-student-lane:
+	$(PY) .ci/exercises.py student
+	@$(MAKE) --no-print-directory student-site STUDENT_SITE_EXECUTED=$(EXECUTED)
+	@$(MAKE) --no-print-directory check-student
 
 # ruff on the package, the tests and the CI scripts; pyflakes (F) on the notebooks' code cells. F821 is off there:
 # two chapters free memory with `del` after a closure that used the names, which pyflakes misreads.
@@ -153,14 +155,20 @@ test-utils: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest tests -q -n $(NBVAL_WORKERS) --cov=utils --cov-report=term:skip-covered --cov-fail-under=90
 
 # Every notebook of _toc.yml, each alone in an empty folder, in the Colab-like environment with the course
-# package installed non-editable from a clean copy; nbval checks the stored micro-trace outputs.
+# package installed non-editable from a clean copy; nbval checks the stored micro-trace outputs. With
+# NBVAL_EXECUTED=dir it also keeps every chapter as it ran, outputs and glued numbers included, in dir.
+NBVAL_EXECUTED ?=
 test-notebooks: install $(COLAB_STAMP)
-	$(PY) .ci/colab_run.py $(COLAB_VENV)/bin/python --workers $(NBVAL_WORKERS)
+	$(PY) .ci/colab_run.py $(COLAB_VENV)/bin/python --workers $(NBVAL_WORKERS) $(if $(NBVAL_EXECUTED),--executed $(NBVAL_EXECUTED))
 
-# A fresh build of the site (what Jupyter Book writes is removed first; _build/student is left alone).
+# The site make test checks: built from the chapters nbval executed (.ci/site_source.py; run first when
+# missing), with the configuration of make book but no execution, into _build/html.
 test-book: install
-	rm -rf _build/html _build/jupyter_execute _build/.doctrees _build/.jupyter_cache
-	$(build_site)
+	@test -d $(EXECUTED) || $(MAKE) --no-print-directory test-notebooks NBVAL_EXECUTED=$(EXECUTED)
+	rm -rf _build/html _build/site-src _build/site-build
+	$(PY) .ci/site_source.py $(EXECUTED) _build/site-src
+	$(VENV)/bin/jupyter-book build _build/site-src -W -n --keep-going --path-output _build/site-build
+	mv _build/site-build/_build/html _build/html && rm -rf _build/site-build
 
 # The built site as a reader gets it, parsed without a browser (after test-book or make book): no remote
 # loads, no unrendered MyST, no error in an output, alt text on every image, figures legible at the column

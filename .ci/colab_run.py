@@ -12,6 +12,10 @@ runner (``.ci/colab-requirements.txt``; ``make test`` builds it as ``.venv-colab
    to it (no repository, no ``book/data``);
 3. runs nbval over them (``--nbval-lax``: every cell must run, checked cells must print their stored
    output) and prints how long each notebook took.
+
+With ``--executed DIR`` each chapter is also written to ``DIR/<chapter path>`` as nbval ran it, outputs
+and glued numbers included (``.ci/nbval_outputs.py``), and the kernels glue as in the site build: the
+tested site is then built from these notebooks, so every chapter is executed once.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("python", help="interpreter of the Colab-like environment")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--executed", type=pathlib.Path, help="write the executed chapters here")
     args = parser.parse_args(argv)
     args.python = os.path.abspath(args.python)  # the venv's own path: resolving the symlink would leave the venv
     notebooks = toc_notebooks()
@@ -52,6 +57,13 @@ def main(argv: list[str]) -> int:
         return 1
     env = {k: v for k, v in os.environ.items() if k not in ("COURSE_BOOK_BUILD", "PYTHONPATH", "VIRTUAL_ENV")}
     env["PYTHONNOUSERSITE"] = "1"
+    plugin = []
+    if args.executed:
+        executed = args.executed.resolve()
+        shutil.rmtree(executed, ignore_errors=True)
+        env["COURSE_EXECUTED_DIR"] = str(executed)
+        env["COURSE_BOOK_BUILD"] = "1"   # glue writes what myst_nb.glue writes, for the site built from these
+        plugin = ["-p", "nbval_outputs"]
     # Several notebooks run at once: give each kernel its share of the cores, as one notebook alone on a
     # Colab CPU runtime has all of them (oversubscribed OpenMP threads spin and slow everything down).
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.workers))))
@@ -71,9 +83,11 @@ def main(argv: list[str]) -> int:
             folder.mkdir()
             shutil.copy2(ROOT / nb, folder / pathlib.Path(nb).name)
             copies.append(str((folder / pathlib.Path(nb).name).relative_to(run)))
+        if plugin:
+            shutil.copy2(ROOT / ".ci" / "nbval_outputs.py", run / "nbval_outputs.py")
         report = tmp / "nbval.xml"
         cmd = [args.python, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-               "-q", "-n", str(args.workers), "--dist", "loadscope", f"--junitxml={report}",
+               "-q", "-n", str(args.workers), "--dist", "loadscope", f"--junitxml={report}", *plugin,
                "--rootdir", str(run), *copies]
         code = subprocess.run(cmd, cwd=run, env=env).returncode
         if report.exists():

@@ -3,9 +3,12 @@
     python .ci/exercises.py check NB...          otter assign each notebook and check the exercise rules
     python .ci/exercises.py student [--site]     write the student notebooks to _build/student/ and, with
                                                  --site, the student site source to _build/student-src/
-    python .ci/exercises.py site [--wait S]      only the student site source, from _build/student/; with
-                                                 --wait, first wait up to S seconds for the site build
-                                                 (running beside it) to have executed every chapter
+    python .ci/exercises.py site [--wait S] [--executed DIR]
+                                                 only the student site source, from _build/student/, with
+                                                 the outputs of the chapters executed under DIR (default:
+                                                 the site build's _build/jupyter_execute); with --wait,
+                                                 first wait up to S seconds for the site build to have
+                                                 executed every chapter
     python .ci/exercises.py leaks DIR...         fail if a solution, hidden test or model answer of any
                                                  chapter appears in a file under DIR (notebooks, HTML)
     python .ci/exercises.py grade STEM DIR       grade every submission DIR/*.ipynb of chapter STEM with
@@ -453,34 +456,31 @@ def write_student(site: bool) -> None:
         write_student_site()
 
 
-def write_student_site() -> None:
-    """_build/student-src: the book, with the student notebooks (outputs from the instructor build)."""
-    import yaml  # noqa: PLC0415
-    shutil.rmtree(STUDENT_SRC, ignore_errors=True)
-    shutil.copytree(ROOT / "book", STUDENT_SRC / "book",
-                    ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints", "instructor*"))
+def write_student_site(executed: pathlib.Path | None = None) -> None:
+    """_build/student-src: the book, with the student notebooks, their outputs from the executed chapters
+    (EXECUTED: nbval's in make test, else the site build's)."""
+    sys.path.insert(0, str(ROOT / ".ci"))
+    from site_source import write  # noqa: PLC0415
+
+    executed = EXECUTED if executed is None else executed
+    notebooks = {}
     for nb in sorted(STUDENT.rglob("*.ipynb")):
         rel = nb.relative_to(STUDENT)
-        data = merge_outputs(json.loads(nb.read_text()), EXECUTED / rel)
-        (STUDENT_SRC / rel).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        notebooks[rel.as_posix()] = merge_outputs(json.loads(nb.read_text()), executed / rel)
     for nb in (ROOT / "book" / "appendix").glob("*.ipynb"):
         rel = nb.relative_to(ROOT)
-        data = merge_outputs(json.loads(nb.read_text()), EXECUTED / rel)
-        (STUDENT_SRC / rel).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config["title"] = config["title"] + " (student edition)"
-    config["execute"]["execute_notebooks"] = "off"
-    config["repository"]["url"] = ""
-    config["launch_buttons"]["colab_url"] = ""
-    config["html"]["use_repository_button"] = False
-    config["sphinx"]["config"]["hide_solutions"] = True
-    config["sphinx"]["local_extensions"] = {"course_site": "book/_ext"}
-    (STUDENT_SRC / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    for part in toc["parts"]:
-        part["chapters"] = [c for c in part["chapters"] if not c["file"].startswith(INSTRUCTOR_ONLY)]
-    toc["parts"] = [part for part in toc["parts"] if part["chapters"]]
-    (STUDENT_SRC / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False, allow_unicode=True))
+        notebooks[rel.as_posix()] = merge_outputs(json.loads(nb.read_text()), executed / rel)
+
+    def student_config(config):
+        config["title"] = config["title"] + " (student edition)"
+        config["repository"]["url"] = ""
+        config["launch_buttons"]["colab_url"] = ""
+        config["html"]["use_repository_button"] = False
+        config["sphinx"]["config"]["hide_solutions"] = True
+        config["sphinx"]["local_extensions"] = {"course_site": "book/_ext"}
+
+    write(STUDENT_SRC, notebooks, skip=INSTRUCTOR_ONLY, edit_config=student_config,
+          keep_toc=lambda path: not path.startswith(INSTRUCTOR_ONLY))
 
 
 def executed_missing() -> list[pathlib.Path]:
@@ -568,6 +568,7 @@ def main(argv=None) -> int:
     p.add_argument("--site", action="store_true")
     p = sub.add_parser("site")
     p.add_argument("--wait", type=float, default=0.0)
+    p.add_argument("--executed", type=pathlib.Path, default=None)
     p = sub.add_parser("leaks")
     p.add_argument("dirs", nargs="+", type=pathlib.Path)
     p = sub.add_parser("grade")
@@ -591,7 +592,7 @@ def main(argv=None) -> int:
             raise SystemExit("no student notebooks in _build/student: run `python .ci/exercises.py student` first")
         if args.wait:
             wait_for_executed(args.wait)
-        write_student_site()
+        write_student_site(args.executed.resolve() if args.executed else None)
         return 0
     if args.command == "leaks":
         found = leaks(args.dirs)

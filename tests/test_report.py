@@ -109,3 +109,23 @@ def test_format_value(value, text):
 def test_empty_table_is_an_error():
     with pytest.raises(ValueError, match="at least one"):
         report.numbers_table([])
+
+
+def test_without_myst_nb_the_book_build_writes_what_myst_nb_writes(monkeypatch):
+    """A kernel without myst-nb (the Colab-like test run) writes the very output myst_nb.glue writes."""
+    import IPython.display
+    import myst_nb
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append((a, k)))
+    monkeypatch.setattr("myst_nb.ext.glue.ipy_display", lambda *a, **k: shown.append((a, k)))
+    monkeypatch.setenv("COURSE_BOOK_BUILD", "1")
+    for display in (False, True):
+        shown.clear()
+        myst_nb.glue("p9_x", 0.25, display=display)
+        monkeypatch.setitem(sys.modules, "myst_nb", None)      # import myst_nb now raises ImportError
+        report.glue("p9_x", 0.25, display=display)
+        monkeypatch.setitem(sys.modules, "myst_nb", myst_nb)
+        assert len(shown) == 2 and shown[0] == shown[1]
+        assert shown[0][1]["metadata"]["scrapbook"] == {"name": "p9_x",
+                                                        "mime_prefix": "" if display else report.GLUE_PREFIX}

@@ -5,8 +5,9 @@ stores each number and a ``glue:text`` role names it in the sentence. Outside th
 (Colab, JupyterLab, VS Code) a notebook renders its Markdown as it is, so a role shows only its name.
 :func:`glue` serves both:
 
-* during the site build (``COURSE_BOOK_BUILD=1``, set by the book's Sphinx configuration) it calls
-  ``myst_nb.glue``;
+* during the site build (``COURSE_BOOK_BUILD=1``, set by the book's Sphinx configuration, and by the
+  test run whose executed notebooks the tested site is built from) it writes what ``myst_nb.glue``
+  writes (with myst-nb itself where it is installed);
 * everywhere else it records the value, and when the cell finishes, the cell's output shows one small
   table, *"Numbers quoted in the text"*, with each name and its value — the name the text cites.
 
@@ -98,6 +99,22 @@ def _shell():
     return get_ipython()
 
 
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def _glue_output(name: str, value, display: bool = False) -> None:
+    """The output ``myst_nb.glue`` writes, written without myst-nb: the value's display formats under
+    myst-nb's glue prefix, named in the output's metadata, which is where a site built from the executed
+    notebook reads it."""
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display as show
+
+    bundle, metadata = format_display_data(value)
+    prefix = "" if display else GLUE_PREFIX
+    metadata["scrapbook"] = dict(name=name, mime_prefix=prefix)
+    show({prefix + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
+
+
 def glue(name: str, value, display: bool = False) -> None:
     """Publish ``value`` under ``name`` for the prose (same call as ``myst_nb.glue``).
 
@@ -111,8 +128,10 @@ def glue(name: str, value, display: bool = False) -> None:
     if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
         value = value.item()
     if in_book_build():
-        from myst_nb import glue as myst_glue
-
+        try:
+            from myst_nb import glue as myst_glue
+        except ImportError:  # a kernel without myst-nb whose outputs the site is built from
+            myst_glue = _glue_output
         myst_glue(name, value, display=display)
         return
     shell = _shell()
