@@ -28,7 +28,11 @@ module              concept                                                     
 ``datasets``        small real data from installed packages: digits, an EEG trace, stdlib text  O
 ``tasks``           synthetic copy and bracket tasks with a controlled dependency distance      I.6
 ``train``           one seeded training loop; the learnability lab                              I.6
-``choose``          both axes at once: profile each family on a workload and rank it            III.1
+``choose``          both axes at once: matched blocks, training memory, the ranking             III.1
+``datastats``       measure data first: length percentiles, span estimators, padding cost       III.2
+``streaming``       streaming models and their state: ConvLSTM, sliding-window KV cache         III.3, III.5
+``mixers``          strided sparse and linear attention, a diagonal scan; hybrid graphs         III.4
+``capstone``        the capstone: four causal character models at one budget, span used         III.5
 ``baselines``       the playbook: a baseline per family at one budget; quality, latency, cost   O, III
 ``env``             the device: description, CPU vs GPU sweep sizes, reference data             all
 ``plotting``        log-log plots with fitted slopes, shared colours                            I, II, III

@@ -34,6 +34,7 @@ FAMILY_COLORS = {
     "attention": "#9467bd",
     "transformer": "#9467bd",
     "local attention": "#8c564b",
+    "cnn+lstm": "#e377c2",
 }
 
 
