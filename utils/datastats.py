@@ -3,7 +3,7 @@
 Three questions, answered from the data alone, before any model is built:
 
 **How long are the sequences?** :func:`function_lengths` cuts Python source into its functions and
-methods (with :mod:`ast`) and measures each in characters or in tokens of Python's own tokenizer;
+methods (with ``ast``) and measures each in characters or in tokens of Python's own tokenizer;
 :func:`corpus_function_lengths` does it for standard-library modules that ship with every Python.
 :func:`length_percentiles` gives the mean and nearest-rank percentiles (P50, P90, P99: each one a real
 length of the data, the smallest length that at least that share of the sequences does not exceed).
