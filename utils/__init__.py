@@ -8,12 +8,14 @@ one concept of the course. Each public name has exactly one import path, the one
 ==================  ==========================================================================  ==========
 module              concept                                                                     chapters
 ==================  ==========================================================================  ==========
-``complexity``      closed forms: FLOPs, bytes (n² weights, KV cache), parameters, roofline     O, II, III
+``complexity``      closed forms: FLOPs per layer, token and training step; bytes, training     O, II, III
+                    memory, parameters; roofline, decode, FlashAttention traffic
 ``measure``         measurements: autograd reachability and gradients, FLOP counter, peak
                     memory and the OOM guard, timing, the device's two roofs                    all
 ``blocks``          one multi-head attention (full/causal/local, KV cache), one Transformer
                     block (pre/post-norm), the KV cache, the recurrent-layer factory            I, II, III
 ``models``          matched classifiers of the five families; a small decoder and ``generate``  I.6, II.4
+``serving``         grouped/multi-query attention from scratch; one cached decode step to time  II.8
 ``graphs``          computation graphs of RNN / CNN / attention; path lengths, steps            O, I, II.5
 ``receptive``       receptive fields, layers needed to connect a distance (closed forms)        I.1–2, III
 ``conv``            1-D convolution stacks: centred, causal, dilated                            O, I, II.1

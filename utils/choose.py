@@ -57,6 +57,7 @@ from utils.complexity import (
     projection_flops,
     recurrent_flops,
     recurrent_parameters,
+    training_state_bytes_per_parameter,  # the canonical closed form; re-exported here under its old name
 )
 from utils.receptive import dilated_layers_to_connect, doubling_dilations, layers_to_connect
 from utils.validate import check_choice, check_heads, check_int, check_positive_float, check_positive_int
@@ -317,20 +318,6 @@ def saved_activation_elements(family: str, w: Workload) -> int:
     if w.ffn:
         elements += 2 * b * n * d + 2 * b * n * w.feed_forward + 2 * b * n
     return elements
-
-
-def training_state_bytes_per_parameter(bytes_per_element: int = 2, optimizer: str = "adam") -> int:
-    """Bytes a training step keeps per parameter, activations aside.
-
-    FP32 (``bytes_per_element=4``): weights 4 + gradients 4 + optimizer state (Adam: two moments, 8;
-    SGD without momentum: 0). Mixed precision (``2``): FP16/BF16 weights 2 + gradients 2 + an FP32
-    master copy 4 + optimizer state in FP32. Adam costs 16 bytes per parameter either way.
-    """
-    if bytes_per_element not in (2, 4):
-        raise ValueError(f"bytes_per_element must be 2 (mixed precision) or 4 (FP32), got {bytes_per_element!r}.")
-    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
-    master = 4 if bytes_per_element == 2 else 0
-    return 2 * bytes_per_element + master + (8 if optimizer == "adam" else 0)
 
 
 def _largest_tensor(family: str, w: Workload) -> int:

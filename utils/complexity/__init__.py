@@ -59,6 +59,11 @@ from utils.complexity._bytes import (
     max_seq_len,
     recurrent_state_bytes,
 )
+from utils.complexity._flash import (
+    attention_backward_flops,
+    flash_block_sizes,
+    tiled_attention_crossover_sram_bytes,
+)
 from utils.complexity._flops import (
     GATES,
     attention_ffn_crossover,
@@ -84,6 +89,17 @@ from utils.complexity._local import (
     local_attention_pairs,
     local_attention_scores_numel,
 )
+from utils.complexity._model import (
+    BACKWARD_TO_FORWARD,
+    context_for_undercount,
+    flops_per_token,
+    kaplan_forward_flops_per_token,
+    non_embedding_parameters,
+    six_nd_flops,
+    six_nd_undercount,
+    training_flops_per_token,
+    transformer_stack_flops,
+)
 from utils.complexity._parameters import (
     conv1d_parameters,
     dense_vs_conv_parameters,
@@ -104,6 +120,27 @@ from utils.complexity._roofline import (
     ridge_intensity,
     tiled_attention_bytes,
 )
+from utils.complexity._serving import (
+    compute_bound_batch,
+    decode_intensity,
+    decode_step_time_s,
+    grouped_kv_cache_bytes,
+    window_path_layers,
+)
+from utils.complexity._training import (
+    ATTENTION_KINDS,
+    OPTIMIZER_STATE_BYTES,
+    TRAINING_OPTIMIZERS,
+    best_checkpoint_segments,
+    checkpointed_activation_bytes,
+    korthikanti_activation_bytes,
+    optimizer_state_bytes_per_parameter,
+    training_state_bytes,
+    training_state_bytes_per_parameter,
+    transformer_layer_activation_bytes,
+    transformer_layer_activation_terms,
+    transformer_training_memory,
+)
 
 __all__ = [
     # FLOPs
@@ -123,6 +160,18 @@ __all__ = [
     "arithmetic_intensity", "achieved_flops_per_s", "ridge_intensity", "attainable_flops_per_s", "matmul_bytes",
     "elementwise_bytes", "Stage", "naive_attention_stages", "fused_attention_stage", "tiled_attention_bytes",
     "attention_stages_bytes",
+    # FlashAttention: block sizes, the SRAM crossover, backward FLOPs with recomputation
+    "flash_block_sizes", "tiled_attention_crossover_sram_bytes", "attention_backward_flops",
+    # serving: the decode roofline, grouped-query attention, sliding windows
+    "grouped_kv_cache_bytes", "decode_intensity", "compute_bound_batch", "decode_step_time_s", "window_path_layers",
+    # training memory
+    "OPTIMIZER_STATE_BYTES", "TRAINING_OPTIMIZERS", "ATTENTION_KINDS", "optimizer_state_bytes_per_parameter",
+    "training_state_bytes", "training_state_bytes_per_parameter", "transformer_layer_activation_terms",
+    "transformer_layer_activation_bytes", "korthikanti_activation_bytes", "checkpointed_activation_bytes",
+    "best_checkpoint_segments", "transformer_training_memory",
+    # a whole model, per token, and training (Kaplan et al.'s accounting, 6·N·D)
+    "transformer_stack_flops", "flops_per_token", "non_embedding_parameters", "kaplan_forward_flops_per_token",
+    "BACKWARD_TO_FORWARD", "training_flops_per_token", "six_nd_flops", "six_nd_undercount", "context_for_undercount",
 ]
 
 __getattr__ = _module_getattr(__name__)

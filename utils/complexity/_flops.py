@@ -133,16 +133,22 @@ def attention_flops(n: int, d_model: int, batch: int = 1, *, n_kv: int | None = 
 
 
 def multihead_attention_flops(n: int, d_model: int, batch: int = 1, *, n_kv: int | None = None,
-                              heads: int = 1, causal: bool = False) -> int:
-    """FLOPs of ``nn.MultiheadAttention(d_model, heads)``: projections + :func:`attention_flops`.
+                              heads: int = 1, causal: bool = False, kdim: int | None = None,
+                              vdim: int | None = None) -> int:
+    """FLOPs of ``nn.MultiheadAttention(d_model, heads, kdim=kdim, vdim=vdim)``: projections + :func:`attention_flops`.
 
-    ``in_proj`` maps the ``n`` queries and the ``n_kv`` keys and values (``2·B·d²·(n + 2·n_kv)``),
-    ``out_proj`` maps the ``n`` outputs (``2·B·n·d²``); for self-attention that is ``8·B·n·d²``.
+    ``in_proj`` maps the ``n`` queries (``2·B·n·d²``) and the ``n_kv`` keys and values, which arrive
+    with widths ``kdim`` and ``vdim`` (default ``d_model``): ``2·B·n_kv·d·(kdim + vdim)``; ``out_proj``
+    maps the ``n`` outputs (``2·B·n·d²``). For self-attention that is ``8·B·n·d²``. ``causal`` is the
+    convention of :func:`attention_flops`: ``False`` (default) counts the full rectangle, as a dense kernel
+    and FlopCounterMode do; ``True`` only the pairs a causal query may see.
     """
     n, d = check_positive_int("n", n), check_positive_int("d_model", d_model)
     n_kv_ = n if n_kv is None else check_positive_int("n_kv", n_kv)
+    kdim = d if kdim is None else check_positive_int("kdim", kdim)
+    vdim = d if vdim is None else check_positive_int("vdim", vdim)
     core = attention_flops(n, d, batch, n_kv=n_kv, heads=heads, causal=causal)
-    return 2 * batch * d * d * (n + 2 * n_kv_) + 2 * batch * n * d * d + core
+    return 2 * batch * d * (n * d + n_kv_ * (kdim + vdim)) + 2 * batch * n * d * d + core
 
 
 def ffn_flops(n: int, d_model: int, d_ff: int, batch: int = 1) -> int:
@@ -154,16 +160,28 @@ def ffn_flops(n: int, d_model: int, d_ff: int, batch: int = 1) -> int:
     return 4 * batch * n * check_positive_int("d_model", d_model) * check_positive_int("d_ff", d_ff)
 
 
-def encoder_layer_flops(n: int, d_model: int, heads: int, d_ff: int, batch: int = 1) -> int:
+def encoder_layer_flops(n: int, d_model: int, heads: int, d_ff: int, batch: int = 1, *,
+                        n_kv: int | None = None, causal: bool = False) -> int:
     """FLOPs of ``nn.TransformerEncoderLayer(d_model, heads, d_ff)`` on ``n`` positions.
 
     ``8·B·n·d²`` (Q, K, V and output projections) ``+ 4·B·n²·d`` (``QKᵀ`` and ``A·V``)
-    ``+ 4·B·n·d·d_ff`` (feed-forward). A causal ``src_mask`` does not change it (see
-    :func:`attention_flops`).
+    ``+ 4·B·n·d·d_ff`` (feed-forward). A causal ``src_mask`` does not change what a dense kernel
+    computes, so the default ``causal=False`` is also the count of a causal layer measured by
+    FlopCounterMode; ``causal=True`` counts only the pairs a causal query may see (see
+    :func:`attention_flops`). ``n_kv`` (default ``n``): the keys each query block attends to when the
+    layer runs with a KV cache — the ``n`` new positions are projected (``8·B·n·d²`` as before) and the
+    ``n_kv − n`` earlier ones come from the cache, so only the core grows: ``4·B·n·n_kv·d``.
     """
     d = check_positive_int("d_model", d_model)
+    n = check_positive_int("n", n)
     check_heads(d, heads)
-    return multihead_attention_flops(n, d, batch, heads=heads) + ffn_flops(n, d, d_ff, batch)
+    n_kv = n if n_kv is None else check_positive_int("n_kv", n_kv)
+    if n_kv < n:
+        raise ValueError(f"a layer with a KV cache attends to its n new positions and the cached ones, so "
+                         f"n_kv >= n; got n={n}, n_kv={n_kv}.")
+    projections = 4 * projection_flops(n, d, d, batch)
+    core = attention_flops(n, d, batch, n_kv=n_kv, heads=heads, causal=causal)
+    return projections + core + ffn_flops(n, d, d_ff, batch)
 
 
 def attention_ffn_crossover(d_model: int, d_ff: int, *, include_projections: bool = False) -> int:
