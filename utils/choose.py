@@ -24,7 +24,7 @@ measurements:
   counted, as :func:`utils.measure.count_flops`);
 * **parameters** of the stack, exactly as ``numel`` counts them;
 * **training memory** of one step: weights + gradients + optimizer state
-  (:func:`training_state_bytes_per_parameter`) + the activations autograd saves for the backward pass
+  (:func:`utils.complexity.training_state_bytes_per_parameter`) + the activations autograd saves for the backward pass
   (:func:`saved_activation_elements`, per block) + the backward pass's working set (one more tensor the
   size of the largest; two for materialised attention, whose weights and scores both get an ``n × n``
   gradient) — the quantity that breaks training (Part II); with ``training=False``, the
