@@ -154,11 +154,9 @@ def tiled_attention_bytes(n: int, head_dim: int, sram_bytes: int, batch: int = 1
     sram = check_positive_int("sram_bytes", sram_bytes, "Use the on-chip memory per processor, e.g. 100 * 1024.")
     bh = check_positive_int("batch", batch) * check_positive_int("heads", heads)
     b = check_positive_int("bytes_per_element", bytes_per_element, "Use 2 for float16/bfloat16, 4 for float32.")
-    m = sram // b
-    if m < 4 * d:
-        raise ValueError(f"sram_bytes={sram} holds {m} elements, fewer than 4·head_dim={4 * d}: not even one "
-                         "row of Q, K, V and O fits. Use a larger SRAM or a smaller head.")
-    block_c = -(-m // (4 * d))
+    from utils.complexity._flash import flash_block_sizes  # _flash imports this module
+
+    _, block_c = flash_block_sizes(sram, d, bytes_per_element=b)
     outer = -(-n // block_c)
     return bh * b * (n * d + 2 * n + 2 * n * d + outer * (3 * n * d + 4 * n))
 

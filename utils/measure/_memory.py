@@ -153,6 +153,18 @@ def parameter_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
+def _guard_training_step(model, x, device, fraction, limit_bytes, planned_bytes) -> int:
+    """Check the arguments of a training-step measurement and ask the guard (default plan: 16 × the
+    parameters + 40 × the input); return the parameters' bytes."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}.")
+    params = parameter_bytes(model)
+    if planned_bytes is None:
+        planned_bytes = 16 * params + 40 * x.numel() * x.element_size()
+    check_fits(int(planned_bytes), device, fraction, limit_bytes, what="the training step")
+    return params
+
+
 def steady_training_memory(model: nn.Module, x: torch.Tensor, device="cpu", fraction: float = 0.5,
                            limit_bytes: int | None = None, planned_bytes: int | None = None) -> int:
     """Peak bytes of a training step in steady state: weights + Adam state + the peak of
@@ -164,12 +176,7 @@ def steady_training_memory(model: nn.Module, x: torch.Tensor, device="cpu", frac
     input) is checked by the guard first. ``model`` and ``x`` must already be on ``device``; the model's
     weights change (two Adam steps) and its gradients are left cleared.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}.")
-    params = parameter_bytes(model)
-    if planned_bytes is None:
-        planned_bytes = 16 * params + 40 * x.numel() * x.element_size()
-    check_fits(int(planned_bytes), device, fraction, limit_bytes, what="the training step")
+    params = _guard_training_step(model, x, device, fraction, limit_bytes, planned_bytes)
     optimizer = torch.optim.Adam(model.parameters())
 
     def step():
@@ -231,12 +238,7 @@ def training_peak_memory(model: nn.Module, x: torch.Tensor, device="cpu", fracti
     first. ``model`` and ``x`` must already be on ``device``; the model is left with its gradients
     cleared.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}.")
-    params = parameter_bytes(model)
-    if planned_bytes is None:
-        planned_bytes = 16 * params + 40 * x.numel() * x.element_size()
-    check_fits(int(planned_bytes), device, fraction, limit_bytes, what="the training step")
+    params = _guard_training_step(model, x, device, fraction, limit_bytes, planned_bytes)
 
     def forward_only():
         with torch.no_grad():
