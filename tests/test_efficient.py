@@ -1,6 +1,7 @@
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
+from random_tensors import qkv
 
 from utils.attention import local_mask, naive_attention
 from utils.blocks import MultiHeadAttention
@@ -23,11 +24,6 @@ from utils.efficient import (
 )
 from utils.graphs import hops_matrix, local_attention_graph, path_length
 from utils.measure import count_flops, peak_memory, reachability
-
-
-def qkv(shape, seed=0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return tuple(torch.randn(*shape, generator=g, dtype=dtype) for _ in range(3))
 
 
 @settings(deadline=None, max_examples=60)

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
+from random_tensors import qkv
 
 from utils.attention import naive_attention
 from utils.graphs import conv_graph, hops_matrix, local_attention_graph, max_path_length, rnn_graph
@@ -32,12 +33,6 @@ from utils.mixers import (
     strided_pairs,
 )
 from utils.receptive import doubling_dilations
-
-
-def qkv(shape, seed=0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return tuple(torch.randn(*shape, generator=g, dtype=dtype) for _ in range(3))
-
 
 # --------------------------------------------------------------------------------- strided attention
 

@@ -216,3 +216,17 @@ def test_figure_rejects_bad_input(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         figure(*args, **kwargs)
     assert plt.get_fignums() == before  # nothing left open
+
+
+def test_time_interleaved_s_times_every_call_in_every_round():
+    from utils.measure import time_interleaved_s
+
+    order = []
+    calls = {"short": lambda: order.append("short"), "long": lambda: (order.append("long"), sum(range(20_000)))}
+    best = time_interleaved_s(calls, rounds=2, min_run_time=0.001, warmup=0)
+    assert set(best) == {"short", "long"} and best["long"] > best["short"] > 0
+    assert order.index("long") < len(order) - 1 - order[::-1].index("short")    # the rounds interleave
+    with pytest.raises(ValueError, match="non-empty dict"):
+        time_interleaved_s({})
+    with pytest.raises(ValueError, match="rounds"):
+        time_interleaved_s(calls, rounds=0)

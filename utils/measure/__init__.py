@@ -28,7 +28,8 @@ is its attention-shaped form; :func:`sweep_that_fits` and :func:`largest_that_fi
 *this* device.
 
 **Time.** :func:`time_call` (warm-up, synchronisation, ``torch.utils.benchmark``'s adaptive repeats, a
-thread count set and restored), :func:`time_best_s`, :func:`time_forward_vs_n`, and the two roofs of the
+thread count set and restored), :func:`time_best_s`, :func:`time_interleaved_s` (calls compared with
+each other), :func:`time_forward_vs_n`, and the two roofs of the
 device: :func:`matmul_peak_flops_per_s`, :func:`copy_bandwidth_bytes_per_s`, :func:`measure_roofline`.
 """
 
@@ -74,7 +75,15 @@ from utils.measure._memory import (
     training_peak_memory,
 )
 from utils.measure._roofline import Roofline, copy_bandwidth_bytes_per_s, matmul_peak_flops_per_s, measure_roofline
-from utils.measure._timing import Timing, synchronize, time_attention_stages, time_best_s, time_call, time_forward_vs_n
+from utils.measure._timing import (
+    Timing,
+    synchronize,
+    time_attention_stages,
+    time_best_s,
+    time_call,
+    time_forward_vs_n,
+    time_interleaved_s,
+)
 
 __all__ = [
     # autograd
@@ -92,7 +101,8 @@ __all__ = [
     "FALLBACK_FREE_CPU_BYTES", "GUARD_MIN_BYTES", "free_memory_bytes", "check_fits", "guard_attention", "guard_large",
     "sweep_that_fits", "largest_that_fits",
     # time and the roofs
-    "Timing", "synchronize", "time_call", "time_best_s", "time_forward_vs_n", "time_attention_stages",
+    "Timing", "synchronize", "time_call", "time_best_s", "time_interleaved_s", "time_forward_vs_n",
+    "time_attention_stages",
     "matmul_peak_flops_per_s", "copy_bandwidth_bytes_per_s", "Roofline", "measure_roofline",
 ]
 

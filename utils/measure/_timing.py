@@ -117,6 +117,25 @@ def time_best_s(fn, *, repeats: int = 3, min_run_time: float = 0.05, threads: in
     return min(time_call(fn, min_run_time=min_run_time, threads=threads).median for _ in range(repeats))
 
 
+def time_interleaved_s(calls: dict, *, rounds: int = 3, min_run_time: float = 0.05, threads: int | None = None,
+                       warmup: int = 1) -> dict:
+    """Seconds per call of each ``calls[key]()``, timed in ``rounds`` interleaved rounds (every call once per
+    round, in order), keeping each call's fastest median (:func:`time_call`).
+
+    Calls that are compared with each other should be timed this way: a slow moment of a shared machine
+    then hits all of them alike instead of one, and the fastest round is the most faithful estimate.
+    """
+    if not isinstance(calls, dict) or not calls or not all(callable(f) for f in calls.values()):
+        raise ValueError("calls must be a non-empty dict of callables taking no arguments, e.g. {n: run_n}.")
+    rounds = check_positive_int("rounds", rounds)
+    check_positive_float("min_run_time", min_run_time)
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            best[key] = min(best[key], time_call(fn, min_run_time=min_run_time, threads=threads, warmup=warmup).median)
+    return best
+
+
 def time_attention_stages(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, min_run_time: float = 0.1,
                           threads: int | None = None, repeats: int = 1, fraction: float = 0.5,
                           limit_bytes: int | None = None) -> dict[str, Timing]:
